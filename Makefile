@@ -1,0 +1,91 @@
+# Parley — every entry point a developer or CI needs. `make help` lists them.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+UV_VERSION ?= 0.9.0
+PYTHON ?= python3
+VENV := .venv
+# uv is installed into a project-local tool folder so a fresh machine needs only Python.
+TOOLS := .local/tools
+UV := $(TOOLS)/bin/uv
+RUN := $(UV) run --frozen --no-sync
+PROTO_SRC := proto
+PROTO_OUT := libs/proto/src
+PROTO_FILES := $(shell find $(PROTO_SRC) -name '*.proto')
+PROTO_STAMP := $(PROTO_OUT)/.generated
+
+.PHONY: help setup proto run test test-unit test-integration test-e2e lint fmt bench infra-up infra-down \
+        stack-up stack-down helm-lint clean
+
+help: ## list the targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+
+$(UV):
+	@echo "==> installing uv into $(TOOLS)"
+	@$(PYTHON) -m venv $(TOOLS)
+	@$(TOOLS)/bin/pip install --quiet --disable-pip-version-check "uv>=$(UV_VERSION)"
+
+$(VENV)/.synced: $(UV) uv.lock pyproject.toml $(wildcard libs/*/pyproject.toml services/*/pyproject.toml)
+	@echo "==> installing the workspace into $(VENV)"
+	@$(UV) sync --frozen --all-packages
+	@touch $@
+
+$(PROTO_STAMP): $(VENV)/.synced $(PROTO_FILES)
+	@echo "==> generating Python code from proto/"
+	@find $(PROTO_OUT)/parley -mindepth 1 -maxdepth 1 -type d -exec rm -rf {} + 2>/dev/null || true
+	@$(RUN) python -m grpc_tools.protoc -I $(PROTO_SRC) \
+		--python_out=$(PROTO_OUT) --grpc_python_out=$(PROTO_OUT) \
+		--mypy_out=$(PROTO_OUT) --mypy_grpc_out=$(PROTO_OUT) $(PROTO_FILES)
+	@touch $@
+
+setup: $(PROTO_STAMP) ## install everything (uv, virtualenv, packages, generated code)
+
+proto: ## regenerate the protobuf/gRPC code
+	@rm -f $(PROTO_STAMP)
+	@$(MAKE) --no-print-directory $(PROTO_STAMP)
+
+run: setup ## chat with the example assistant: all services in one process on http://127.0.0.1:8080
+	@$(RUN) parley run --project examples/order-support
+
+test: setup ## every test tier: lint, unit, integration (real Kafka + PostgreSQL), e2e
+	@$(MAKE) --no-print-directory lint
+	@$(RUN) python -m pytest libs services tests
+
+test-unit: setup ## unit tests only (no servers)
+	@$(RUN) python -m pytest libs services -m "not integration and not e2e"
+
+test-integration: setup ## integration tests (real Kafka + PostgreSQL)
+	@$(RUN) python -m pytest libs services -m integration
+
+test-e2e: setup ## every service as a separate process over real Kafka + PostgreSQL
+	@$(RUN) python -m pytest tests/e2e
+
+lint: setup ## ruff lint + format check, generated-code drift check
+	@$(RUN) ruff check .
+	@$(RUN) ruff format --check .
+
+fmt: setup ## apply ruff fixes and formatting
+	@$(RUN) ruff check --fix .
+	@$(RUN) ruff format .
+
+bench: setup ## run the benchmarks (figures go into docs/benchmarks.md)
+	@$(RUN) python -m bench
+
+infra-up: setup ## start a local Kafka (KRaft) + PostgreSQL on 127.0.0.1 without Docker
+	@$(RUN) python -m parley.core.infra up
+
+infra-down: setup ## stop the local Kafka + PostgreSQL
+	@$(RUN) python -m parley.core.infra down
+
+stack-up: infra-up ## infrastructure plus every service as its own process
+	@$(RUN) parley stack up --project examples/order-support
+
+stack-down: ## stop the services and the infrastructure
+	@$(RUN) parley stack down
+	@$(MAKE) --no-print-directory infra-down
+
+helm-lint: setup ## lint and render the Helm charts offline
+	@$(RUN) python -m parley.core.infra helm-lint infra/helm
+
+clean: ## remove the virtualenv, generated code and local data
+	rm -rf $(VENV) .local var $(PROTO_OUT)/parley/*/ $(PROTO_STAMP)

@@ -1,0 +1,1 @@
+"""Parley's shared core: what every service needs and no service should write again."""
