@@ -85,7 +85,7 @@ stack-down: ## stop the services and the infrastructure
 	@$(MAKE) --no-print-directory infra-down
 
 helm-lint: setup ## lint and render the Helm charts offline
-	@$(RUN) python -m parley.core.infra helm-lint infra/helm
+	@$(RUN) python -m parley.core.infra.helm infra/helm
 
 clean: ## remove the virtualenv, generated code and local data
 	rm -rf $(VENV) .local var $(PROTO_OUT)/parley/*/ $(PROTO_STAMP)

@@ -59,7 +59,7 @@ metadata:
     {{- . | nindent 4 }}
   {{- end }}
 data:
-  {{- include "parley-lib.commonEnv" . | nindent 2 }}
+  {{- include "parley-lib.commonEnv" . | trim | nindent 2 }}
 {{- end -}}
 
 {{/*

@@ -112,7 +112,7 @@ class GrpcServer:
         self._services = list(services)
         self._address = f"{host}:{port}"
         self._server = grpc.aio.server(interceptors=[ErrorInterceptor(), *grpc_server_interceptors()])
-        self._health = health.HealthServicer()
+        self._health = health.aio.HealthServicer()
         self.port = 0
 
     async def start(self) -> int:

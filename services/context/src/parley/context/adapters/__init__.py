@@ -1,0 +1,1 @@
+"""How the context service meets the outside: PostgreSQL, gRPC and the event bus."""

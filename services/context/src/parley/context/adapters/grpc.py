@@ -1,0 +1,145 @@
+"""The gRPC face of the context service: validates requests, then asks the store.
+
+Errors are raised from our error tree (InvalidInputError, NotFoundError, ConflictError ...); the shared
+ErrorInterceptor turns them into status codes, and in-process callers get the same exceptions.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import grpc
+
+from parley.common.v1 import common_pb2
+from parley.context.adapters.protobuf import (
+    conversation_pb,
+    message_pb,
+    role_from_pb,
+    state_pb,
+)
+from parley.context.domain.models import NewMessage, Principal
+from parley.context.domain.validation import (
+    MAX_PAGE_SIZE,
+    check_identifier,
+    check_page_size,
+    check_principal,
+    check_search_limit,
+    check_text,
+    parse_uuid,
+)
+from parley.context.ports import ConversationStore
+from parley.context.v1 import context_pb2 as ctx
+from parley.context.v1 import context_pb2_grpc
+from parley.core.context_client import from_struct
+from parley.core.errors import InvalidInputError
+
+SERVICE_NAME = "parley.context.v1.ContextService"
+MAX_APPEND_BATCH = MAX_PAGE_SIZE
+
+
+def _principal(principal: common_pb2.Principal) -> Principal:
+    """An unset principal reads as empty ids, which check_principal rejects as "principal is required"."""
+    return check_principal(principal.tenant_id, principal.user_id)
+
+
+def _new_message(m: common_pb2.ChatMessage, index: int) -> NewMessage:
+    where = f"messages[{index}]"
+    parse_uuid(m.conversation_id, f"{where}.conversation_id")
+    check_identifier(m.event_id, f"{where}.event_id")
+    if m.turn_id:
+        check_identifier(m.turn_id, f"{where}.turn_id")
+    return NewMessage(
+        conversation_id=m.conversation_id,
+        turn_id=m.turn_id,
+        role=role_from_pb(m.role, f"{where}.role"),
+        text=check_text(m.text, f"{where}.text"),
+        event_id=m.event_id,
+    )
+
+
+class ContextServicer(context_pb2_grpc.ContextServiceServicer):
+    """Every RPC of ``parley.context.v1.ContextService`` over a :class:`ConversationStore`."""
+
+    def __init__(self, store: ConversationStore) -> None:
+        self._store = store
+
+    async def CreateConversation(
+        self, request: ctx.CreateConversationRequest, context: grpc.aio.ServicerContext
+    ) -> ctx.CreateConversationResponse:
+        owner = _principal(request.principal)
+        cid = str(parse_uuid(request.conversation_id)) if request.conversation_id else str(uuid.uuid4())
+        conversation = await self._store.create_conversation(cid, owner.tenant_id, owner.user_id)
+        return ctx.CreateConversationResponse(conversation=conversation_pb(conversation))
+
+    async def GetConversation(
+        self, request: ctx.GetConversationRequest, context: grpc.aio.ServicerContext
+    ) -> ctx.GetConversationResponse:
+        cid = str(parse_uuid(request.conversation_id))
+        owner = _principal(request.principal)
+        page_size = check_page_size(request.page_size)
+        # Ownership first: another principal's conversation reads as NOT_FOUND before any message is read.
+        conversation = await self._store.get_conversation(cid, owner.tenant_id, owner.user_id)
+        page = await self._store.list_messages(cid, page_size, request.page_token)
+        return ctx.GetConversationResponse(
+            conversation=conversation_pb(conversation),
+            messages=[message_pb(m) for m in page.messages],
+            next_page_token=page.next_page_token,
+        )
+
+    async def AppendMessages(
+        self, request: ctx.AppendMessagesRequest, context: grpc.aio.ServicerContext
+    ) -> ctx.AppendMessagesResponse:
+        if not request.messages:
+            raise InvalidInputError("messages is required (at least one message)")
+        if len(request.messages) > MAX_APPEND_BATCH:
+            raise InvalidInputError(
+                f"at most {MAX_APPEND_BATCH} messages per call, got {len(request.messages)}"
+            )
+        messages = [_new_message(m, i) for i, m in enumerate(request.messages)]
+        appended = await self._store.append_messages(messages)
+        return ctx.AppendMessagesResponse(appended=appended)
+
+    async def GetState(
+        self, request: ctx.GetStateRequest, context: grpc.aio.ServicerContext
+    ) -> ctx.GetStateResponse:
+        cid = str(parse_uuid(request.conversation_id))
+        return ctx.GetStateResponse(state=state_pb(await self._store.get_state(cid)))
+
+    async def UpdateState(
+        self, request: ctx.UpdateStateRequest, context: grpc.aio.ServicerContext
+    ) -> ctx.UpdateStateResponse:
+        cid = str(parse_uuid(request.conversation_id))
+        if request.expected_version < 0:
+            raise InvalidInputError(f"expected_version must not be negative, got {request.expected_version}")
+        state = await self._store.update_state(cid, request.expected_version, from_struct(request.data))
+        return ctx.UpdateStateResponse(state=state_pb(state))
+
+    async def SearchMemory(
+        self, request: ctx.SearchMemoryRequest, context: grpc.aio.ServicerContext
+    ) -> ctx.SearchMemoryResponse:
+        owner = _principal(request.principal)
+        if not request.query.strip():
+            raise InvalidInputError("query is required")
+        limit = check_search_limit(request.limit)
+        hits = await self._store.search_messages(owner.tenant_id, owner.user_id, request.query, limit)
+        return ctx.SearchMemoryResponse(hits=[message_pb(m) for m in hits])
+
+    async def ExportUserData(
+        self, request: ctx.ExportUserDataRequest, context: grpc.aio.ServicerContext
+    ) -> ctx.ExportUserDataResponse:
+        owner = _principal(request.principal)
+        export = await self._store.export_user(owner.tenant_id, owner.user_id)
+        return ctx.ExportUserDataResponse(
+            conversations=[conversation_pb(c) for c in export.conversations],
+            messages=[message_pb(m) for m in export.messages],
+            states=[state_pb(s) for s in export.states],
+        )
+
+    async def DeleteUserData(
+        self, request: ctx.DeleteUserDataRequest, context: grpc.aio.ServicerContext
+    ) -> ctx.DeleteUserDataResponse:
+        owner = _principal(request.principal)
+        deleted = await self._store.delete_user(owner.tenant_id, owner.user_id)
+        return ctx.DeleteUserDataResponse(
+            conversations_deleted=deleted.conversations, messages_deleted=deleted.messages
+        )

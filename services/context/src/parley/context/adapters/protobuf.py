@@ -1,0 +1,71 @@
+"""Translating the store's records to and from the protobuf messages of the contracts."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from parley.common.v1 import common_pb2
+from parley.context.domain.models import Conversation, DialogState, Message, Role
+from parley.context.v1 import context_pb2 as ctx
+from parley.core.context_client import to_struct
+from parley.core.errors import InvalidInputError
+
+_ROLE_TO_PB = {Role.USER: common_pb2.ROLE_USER, Role.BOT: common_pb2.ROLE_BOT}
+_ROLE_FROM_PB = {v: k for k, v in _ROLE_TO_PB.items()}
+
+
+def timestamp(value: datetime | None) -> Timestamp | None:
+    """A protobuf Timestamp, or None (field left unset) for no time."""
+    if value is None:
+        return None
+    ts = Timestamp()
+    ts.FromDatetime(value)
+    return ts
+
+
+def from_timestamp(value: Timestamp) -> datetime | None:
+    """An aware datetime, or None when the Timestamp was never set."""
+    if value.seconds == 0 and value.nanos == 0:
+        return None
+    return value.ToDatetime(tzinfo=UTC)
+
+
+def role_from_pb(role: int, what: str = "role") -> Role:
+    """Our role for a protobuf Role; ROLE_UNSPECIFIED and unknown numbers are the caller's error."""
+    try:
+        return _ROLE_FROM_PB[role]
+    except KeyError as exc:
+        raise InvalidInputError(f"{what} must be ROLE_USER or ROLE_BOT") from exc
+
+
+def conversation_pb(conversation: Conversation) -> ctx.Conversation:
+    return ctx.Conversation(
+        conversation_id=conversation.conversation_id,
+        principal=common_pb2.Principal(
+            tenant_id=conversation.owner.tenant_id, user_id=conversation.owner.user_id
+        ),
+        created_at=timestamp(conversation.created_at),
+    )
+
+
+def message_pb(message: Message) -> common_pb2.ChatMessage:
+    return common_pb2.ChatMessage(
+        message_id=message.message_id,
+        conversation_id=message.conversation_id,
+        turn_id=message.turn_id,
+        role=_ROLE_TO_PB[message.role],
+        text=message.text,
+        created_at=timestamp(message.created_at),
+        event_id=message.event_id,
+    )
+
+
+def state_pb(state: DialogState) -> ctx.DialogState:
+    return ctx.DialogState(
+        conversation_id=state.conversation_id,
+        version=state.version,
+        data=to_struct(state.data),
+        updated_at=timestamp(state.updated_at),
+    )

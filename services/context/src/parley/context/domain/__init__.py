@@ -1,0 +1,1 @@
+"""The context service's records and rules, free of I/O."""

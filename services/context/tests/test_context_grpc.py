@@ -1,0 +1,244 @@
+"""The gRPC servicer: through the shared ContextClient (in-process and over a real server) and raw stubs."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+
+import grpc
+import pytest
+import pytest_asyncio
+
+from parley.common.v1 import common_pb2
+from parley.context.app import ContextService
+from parley.context.v1 import context_pb2 as ctx
+from parley.context.v1 import context_pb2_grpc
+from parley.core.context_client import ContextClient, from_struct
+from parley.core.errors import ConflictError, InvalidInputError, NotFoundError
+from parley.core.grpc import GrpcServer
+
+pytestmark = pytest.mark.integration
+
+
+@pytest_asyncio.fixture(scope="module")
+async def server_port(context_service: ContextService) -> AsyncIterator[int]:
+    server = GrpcServer([context_service.registration], port=0)
+    port = await server.start()
+    try:
+        yield port
+    finally:
+        await server.stop(0)
+
+
+@pytest_asyncio.fixture
+async def stub(server_port: int) -> AsyncIterator[context_pb2_grpc.ContextServiceStub]:
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{server_port}") as channel:
+        yield context_pb2_grpc.ContextServiceStub(channel)
+
+
+@pytest_asyncio.fixture(params=["in_process", "over_grpc"])
+async def client(
+    request: pytest.FixtureRequest, context_service: ContextService, server_port: int
+) -> ContextClient:
+    """The shared client the way dialog and gateway build it (its channel needs the running loop)."""
+    if request.param == "in_process":
+        return ContextClient.in_process(context_service.servicer)
+    return ContextClient.connect(f"127.0.0.1:{server_port}")
+
+
+def _principal(user: str = "alice") -> common_pb2.Principal:
+    return common_pb2.Principal(tenant_id="acme", user_id=user)
+
+
+async def test_context_client_conversation_and_state_round_trip(client: ContextClient) -> None:
+    created = await client.create_conversation("acme", "alice")
+    cid = created.conversation_id
+    assert uuid.UUID(cid)
+    assert created.principal.user_id == "alice"
+    assert created.created_at.seconds > 0
+    again = await client.create_conversation("acme", "alice", cid)
+    assert again.conversation_id == cid
+    with pytest.raises(ConflictError):
+        await client.create_conversation("acme", "mallory", cid)
+
+    fetched = await client.get_conversation(cid, "acme", "alice")
+    assert fetched.conversation.conversation_id == cid
+    assert list(fetched.messages) == []
+    with pytest.raises(NotFoundError):
+        await client.get_conversation(cid, "acme", "bob")
+
+    state = await client.get_state(cid)
+    assert state.version == 0
+    assert from_struct(state.data) == {}
+    written = await client.update_state(cid, 0, {"slots": {"order_id": "A-7"}, "turns": 2})
+    assert written.version == 1
+    read = await client.get_state(cid)
+    assert read.version == 1
+    assert from_struct(read.data) == {"slots": {"order_id": "A-7"}, "turns": 2}
+    with pytest.raises(ConflictError, match="expected 0, stored 1"):
+        await client.update_state(cid, 0, {"late": True})
+    with pytest.raises(InvalidInputError, match="UUID"):
+        await client.get_state("not-a-uuid")
+
+
+async def test_append_get_page_search_export_delete(stub: context_pb2_grpc.ContextServiceStub) -> None:
+    user = f"u-{uuid.uuid4().hex[:6]}"
+    principal = _principal(user)
+    created = await stub.CreateConversation(ctx.CreateConversationRequest(principal=principal))
+    cid = created.conversation.conversation_id
+    messages = [
+        common_pb2.ChatMessage(
+            conversation_id=cid,
+            turn_id=f"t{i // 2}",
+            role=common_pb2.ROLE_USER if i % 2 == 0 else common_pb2.ROLE_BOT,
+            text=f"line {i} about refunds" if i == 3 else f"line {i}",
+            event_id=f"{cid}-e{i}",
+        )
+        for i in range(7)
+    ]
+    appended = await stub.AppendMessages(ctx.AppendMessagesRequest(messages=messages))
+    assert appended.appended == 7
+    again = await stub.AppendMessages(ctx.AppendMessagesRequest(messages=messages[:2]))
+    assert again.appended == 0
+
+    texts: list[str] = []
+    token = ""
+    while True:
+        page = await stub.GetConversation(
+            ctx.GetConversationRequest(
+                conversation_id=cid, principal=principal, page_size=3, page_token=token
+            )
+        )
+        texts.extend(m.text for m in page.messages)
+        token = page.next_page_token
+        if not token:
+            break
+    assert texts == [m.text for m in messages]
+    first = await stub.GetConversation(ctx.GetConversationRequest(conversation_id=cid, principal=principal))
+    assert first.messages[1].role == common_pb2.ROLE_BOT
+    assert first.messages[0].message_id and first.messages[0].event_id == f"{cid}-e0"
+
+    hits = await stub.SearchMemory(ctx.SearchMemoryRequest(principal=principal, query="refunds"))
+    assert [h.text for h in hits.hits] == ["line 3 about refunds"]
+
+    await stub.UpdateState(ctx.UpdateStateRequest(conversation_id=cid, expected_version=0))
+    export = await stub.ExportUserData(ctx.ExportUserDataRequest(principal=principal))
+    assert [c.conversation_id for c in export.conversations] == [cid]
+    assert len(export.messages) == 7
+    assert [s.version for s in export.states] == [1]
+
+    deleted = await stub.DeleteUserData(ctx.DeleteUserDataRequest(principal=principal))
+    assert (deleted.conversations_deleted, deleted.messages_deleted) == (1, 7)
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await stub.GetConversation(ctx.GetConversationRequest(conversation_id=cid, principal=principal))
+    assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+@pytest.mark.parametrize(
+    ("method", "request_", "message"),
+    [
+        ("CreateConversation", ctx.CreateConversationRequest(), "principal is required"),
+        (
+            "CreateConversation",
+            ctx.CreateConversationRequest(principal=_principal(), conversation_id="abc"),
+            "conversation_id must be a UUID",
+        ),
+        (
+            "GetConversation",
+            ctx.GetConversationRequest(conversation_id="nope", principal=_principal()),
+            "conversation_id must be a UUID",
+        ),
+        (
+            "GetConversation",
+            ctx.GetConversationRequest(conversation_id=str(uuid.uuid4())),
+            "principal is required",
+        ),
+        (
+            "GetConversation",
+            ctx.GetConversationRequest(
+                conversation_id=str(uuid.uuid4()), principal=_principal(), page_size=501
+            ),
+            "page_size must be between 1 and 500",
+        ),
+        (
+            "GetConversation",
+            ctx.GetConversationRequest(
+                conversation_id=str(uuid.uuid4()), principal=_principal(), page_size=-1
+            ),
+            "page_size",
+        ),
+        ("AppendMessages", ctx.AppendMessagesRequest(), "messages is required"),
+        (
+            "AppendMessages",
+            ctx.AppendMessagesRequest(
+                messages=[common_pb2.ChatMessage(conversation_id=str(uuid.uuid4()), event_id="e", text="x")]
+            ),
+            "messages[0].role must be ROLE_USER or ROLE_BOT",
+        ),
+        (
+            "AppendMessages",
+            ctx.AppendMessagesRequest(
+                messages=[
+                    common_pb2.ChatMessage(conversation_id=str(uuid.uuid4()), role=common_pb2.ROLE_USER)
+                ]
+            ),
+            "messages[0].event_id is required",
+        ),
+        ("GetState", ctx.GetStateRequest(), "conversation_id is required"),
+        (
+            "UpdateState",
+            ctx.UpdateStateRequest(conversation_id=str(uuid.uuid4()), expected_version=-1),
+            "expected_version must not be negative",
+        ),
+        ("SearchMemory", ctx.SearchMemoryRequest(principal=_principal()), "query is required"),
+        (
+            "SearchMemory",
+            ctx.SearchMemoryRequest(principal=_principal(), query="x", limit=1000),
+            "limit must be between 1 and 100",
+        ),
+        (
+            "ExportUserData",
+            ctx.ExportUserDataRequest(principal=_principal("")),
+            "principal.user_id is required",
+        ),
+        ("DeleteUserData", ctx.DeleteUserDataRequest(), "principal is required"),
+    ],
+)
+async def test_bad_requests_are_invalid_argument_with_a_clear_message(
+    stub: context_pb2_grpc.ContextServiceStub, method: str, request_: object, message: str
+) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await getattr(stub, method)(request_)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert message in (caught.value.details() or "")
+
+
+async def test_unknown_conversation_is_not_found(stub: context_pb2_grpc.ContextServiceStub) -> None:
+    unknown = str(uuid.uuid4())
+    for call in (
+        stub.GetConversation(ctx.GetConversationRequest(conversation_id=unknown, principal=_principal())),
+        stub.UpdateState(ctx.UpdateStateRequest(conversation_id=unknown, expected_version=0)),
+        stub.AppendMessages(
+            ctx.AppendMessagesRequest(
+                messages=[
+                    common_pb2.ChatMessage(
+                        conversation_id=unknown, role=common_pb2.ROLE_USER, event_id=f"{unknown}-1", text="hi"
+                    )
+                ]
+            )
+        ),
+    ):
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await call
+        assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+        assert unknown in (caught.value.details() or "")
+
+
+async def test_conflicting_state_write_is_aborted(stub: context_pb2_grpc.ContextServiceStub) -> None:
+    created = await stub.CreateConversation(ctx.CreateConversationRequest(principal=_principal()))
+    cid = created.conversation.conversation_id
+    await stub.UpdateState(ctx.UpdateStateRequest(conversation_id=cid, expected_version=0))
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await stub.UpdateState(ctx.UpdateStateRequest(conversation_id=cid, expected_version=0))
+    assert caught.value.code() == grpc.StatusCode.ABORTED
+    assert "state version moved on: expected 0, stored 1" in (caught.value.details() or "")

@@ -1,0 +1,1 @@
+"""The dialog's faces: the gRPC servicer and the Kafka stage."""

@@ -1,0 +1,81 @@
+"""Composition root of the dialog service: the only place its objects are built and wired."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from parley.core.bus.base import Subscription
+from parley.core.bus.kafka import KafkaBus
+from parley.core.context_client import ContextClient
+from parley.core.grpc import GrpcServer, ServiceRegistration
+from parley.core.lifecycle import run_until_signal
+from parley.core.logging import configure_logging, get_logger
+from parley.core.project import Project, load_project
+from parley.core.telemetry import setup_tracing
+from parley.dialog.adapters.grpc import DialogServicer
+from parley.dialog.adapters.stage import DialogStage
+from parley.dialog.domain.manager import DialogManager
+from parley.dialog.domain.policy import RulePolicy
+from parley.dialog.ports import StateStore
+from parley.dialog.settings import DialogSettings
+from parley.dialog.v1 import dialog_pb2_grpc
+
+log = get_logger(__name__)
+
+SERVICE_NAME = "parley.dialog.v1.DialogService"
+
+
+@dataclass(frozen=True)
+class DialogService:
+    """The wired dialog: its gRPC face, its stage, and the objects behind them."""
+
+    policy: RulePolicy
+    manager: DialogManager
+    servicer: DialogServicer
+    registration: ServiceRegistration
+    subscriptions: list[Subscription]
+
+
+def build_dialog(
+    settings: DialogSettings, context: StateStore, project: Project | None = None
+) -> DialogService:
+    """Wire the dialog over ``context`` (a ContextClient, in-process or remote); loads the project from
+    ``settings.project_dir`` unless one is given."""
+    project = project if project is not None else load_project(settings.project_dir)
+    policy = RulePolicy.from_project(project)
+    manager = DialogManager(
+        policy, context, max_attempts=settings.state_attempts, backoff_s=settings.state_backoff_s
+    )
+    servicer = DialogServicer(manager)
+    return DialogService(
+        policy=policy,
+        manager=manager,
+        servicer=servicer,
+        registration=ServiceRegistration(
+            dialog_pb2_grpc.add_DialogServiceServicer_to_server, servicer, SERVICE_NAME
+        ),
+        subscriptions=[DialogStage(manager).subscription()],
+    )
+
+
+async def serve(settings: DialogSettings | None = None) -> None:
+    """Run the dialog as its own process: Kafka stage + gRPC server, until SIGTERM/SIGINT."""
+    settings = settings or DialogSettings()
+    configure_logging(settings.log, service="dialog")
+    setup_tracing("dialog", settings.telemetry)
+    service = build_dialog(settings, ContextClient.connect(settings.context_address))
+    bus = KafkaBus(settings.kafka)
+    for subscription in service.subscriptions:
+        bus.subscribe(subscription)
+    server = GrpcServer([service.registration], host=settings.grpc_host, port=settings.grpc_port)
+
+    async def start() -> None:
+        await bus.start()
+        await server.start()
+        log.info("dialog ready", project=str(settings.project_dir), context=settings.context_address)
+
+    async def stop() -> None:
+        await server.stop(settings.shutdown_grace_s)
+        await bus.stop()
+
+    await run_until_signal(start, stop)

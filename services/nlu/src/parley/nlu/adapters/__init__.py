@@ -1,0 +1,1 @@
+"""Adapters of the NLU service: encoder, model store, gRPC servicer, turn stage."""

@@ -1,0 +1,43 @@
+"""The NLU turn stage: ``turn.contextualized`` in, ``turn.understood`` out."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+from parley.core.bus.base import Outgoing, Subscription
+from parley.core.errors import InvalidInputError, PoisonEventError
+from parley.core.events import Topic, derive_event, event_type
+from parley.nlu.domain.limits import validate_text
+from parley.nlu.domain.parser import Parser
+from parley.turn.v1 import turn_event_pb2 as pb
+
+STAGE = "nlu"
+
+
+class NluStage:
+    """Understands each contextualized turn. Idempotent: the output's id derives from the input's."""
+
+    def __init__(self, parser: Parser) -> None:
+        self._parser = parser
+
+    def subscription(self) -> Subscription:
+        """The consumer group "nlu" on ``turn.contextualized``."""
+        return Subscription(STAGE, (Topic.CONTEXTUALIZED,), self.handle)
+
+    async def handle(self, event: pb.TurnEvent) -> Sequence[Outgoing]:
+        """Parse the turn's text and emit the understood turn with the context carried along."""
+        if event_type(event) != "contextualized":
+            raise PoisonEventError(
+                f"the nlu stage takes contextualized events, got {event_type(event) or 'an empty payload'}"
+            )
+        turn = event.contextualized
+        try:
+            validate_text(turn.text, field="contextualized.text")
+        except InvalidInputError as exc:
+            raise PoisonEventError(str(exc)) from exc
+        understanding = await asyncio.to_thread(self._parser.parse, turn.text)
+        understood = pb.UnderstoodTurn(
+            text=turn.text, context=turn.context, understanding=understanding, language=turn.language
+        )
+        return [Outgoing(Topic.UNDERSTOOD, derive_event(event, STAGE, understood=understood))]

@@ -1,0 +1,98 @@
+"""Composition root of the NLU service: the only place its objects are built and wired."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from pathlib import Path
+
+from parley.core.bus.base import Subscription
+from parley.core.bus.kafka import KafkaBus
+from parley.core.grpc import GrpcServer, ServiceRegistration
+from parley.core.lifecycle import run_until_signal
+from parley.core.logging import configure_logging, get_logger
+from parley.core.project import Project, load_project
+from parley.core.telemetry import setup_tracing
+from parley.nlu.adapters.encoder import TransformerEncoder
+from parley.nlu.adapters.grpc import NluServicer
+from parley.nlu.adapters.model_store import ModelInfo
+from parley.nlu.adapters.stage import NluStage
+from parley.nlu.domain.parser import Parser
+from parley.nlu.settings import NluSettings
+from parley.nlu.training import build_parser, load_or_train, train
+from parley.nlu.v1 import nlu_pb2_grpc
+
+log = get_logger(__name__)
+
+SERVICE_NAME = "parley.nlu.v1.NluService"
+
+
+@dataclass
+class NluService:
+    """The wired NLU: its servicer (gRPC or in-process), its stage, and the model it runs."""
+
+    servicer: NluServicer
+    registration: ServiceRegistration
+    subscriptions: list[Subscription]
+    parser: Parser
+    model: ModelInfo
+
+
+def _encoder(settings: NluSettings) -> TransformerEncoder:
+    return TransformerEncoder(
+        device=settings.device, num_threads=settings.num_threads, batch_size=settings.batch_size
+    )
+
+
+def build_nlu(settings: NluSettings, project: Project | None = None) -> NluService:
+    """Load the encoder and the project's model (training it if none matches), and wire the service.
+
+    Blocking (seconds on a first start): call it from a thread when an event loop is running.
+    """
+    project = project or load_project(settings.project_dir)
+    encoder = _encoder(settings)
+    model = load_or_train(project, settings.model_dir, encoder)
+    parser = build_parser(project, model, encoder)
+    servicer = NluServicer(parser)
+    return NluService(
+        servicer=servicer,
+        registration=ServiceRegistration(
+            nlu_pb2_grpc.add_NluServiceServicer_to_server, servicer, SERVICE_NAME
+        ),
+        subscriptions=[NluStage(parser).subscription()],
+        parser=parser,
+        model=model.info,
+    )
+
+
+def train_command(project_dir: Path, output_dir: Path, settings: NluSettings | None = None) -> Path:
+    """``parley train``: train the project's NLU model into a new folder under ``output_dir``; return it."""
+    settings = settings or NluSettings()
+    project = load_project(project_dir)
+    info = train(project, output_dir, _encoder(settings))
+    return info.path
+
+
+async def serve(settings: NluSettings | None = None) -> None:
+    """Run the NLU as its own process: gRPC server plus the Kafka stage, until SIGTERM/SIGINT."""
+    settings = settings or NluSettings()
+    configure_logging(settings.log, service="nlu")
+    setup_tracing("nlu", settings.telemetry)
+    service = await asyncio.to_thread(build_nlu, settings)
+    bus = KafkaBus(settings.kafka)
+    for subscription in service.subscriptions:
+        bus.subscribe(subscription)
+    server = GrpcServer([service.registration], host=settings.grpc_host, port=settings.grpc_port)
+
+    async def start() -> None:
+        await bus.start()
+        await server.start()
+        log.info(
+            "nlu service started", model_version=service.model.version, intents=len(service.parser.intents)
+        )
+
+    async def stop() -> None:
+        await server.stop(settings.shutdown_grace_s)
+        await bus.stop()
+
+    await run_until_signal(start, stop)
