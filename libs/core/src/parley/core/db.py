@@ -119,4 +119,4 @@ def embedded_database_url(data_dir: Path) -> str:
     """Start (or reuse) the embedded PostgreSQL in ``data_dir`` and return its URL."""
     from parley.core.infra.postgres import LocalPostgres  # noqa: PLC0415 - only the embedded mode needs it
 
-    return LocalPostgres(data_dir).start()
+    return LocalPostgres(data_dir, stop_at_exit=True).start()

@@ -1,0 +1,168 @@
+"""``parley``: the one command of the platform.
+
+parley run              chat with an assistant: all services in one process (the embedded default)
+parley serve SERVICE    run one service as its own process (distributed mode)
+parley train            train the NLU model of an assistant project
+parley validate         check an assistant project and print file:line problems
+parley chat             terminal chat with a running gateway
+parley stack up|down    every service as its own process on this machine (needs `make infra-up`)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import os
+import sys
+from pathlib import Path
+
+from parley.core.errors import ConfigurationError, ParleyError
+
+SERVICES = ("nlu", "dialog", "generator", "context", "gateway")
+DEFAULT_PROJECT = Path("examples/order-support")
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from parley.cli.embedded import EmbeddedStack  # noqa: PLC0415 - heavy imports only for this command
+    from parley.core.lifecycle import run_until_signal  # noqa: PLC0415
+    from parley.core.logging import configure_logging  # noqa: PLC0415
+    from parley.core.telemetry import setup_tracing  # noqa: PLC0415
+    from parley.gateway.settings import GatewaySettings  # noqa: PLC0415
+
+    configure_logging(service="parley")
+    setup_tracing("parley")
+    gateway = GatewaySettings().model_copy(update={"http_host": args.host, "http_port": args.port})
+    stack = EmbeddedStack(project_dir=args.project, gateway_settings=gateway)
+
+    async def start() -> None:
+        await stack.start()
+        print(
+            f"\n  Parley is running: open {stack.url}/ to chat, or run `parley chat --url {stack.url}`.\n"
+            f"  API docs: {stack.url}/docs   Stop: Ctrl+C\n",
+            flush=True,
+        )
+
+    asyncio.run(run_until_signal(start, stack.stop))
+    return 0
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    module = importlib.import_module(f"parley.{args.service}.app")
+    asyncio.run(module.serve())
+    return 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from parley.nlu.app import train_command  # noqa: PLC0415
+
+    path = train_command(args.project, args.output)
+    print(f"model saved to {path}")
+    return 0
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from parley.core.project import ProjectError, load_project  # noqa: PLC0415
+
+    try:
+        project = load_project(args.project)
+    except ProjectError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return 1
+    print(
+        f"{project.assistant.name}: {len(project.nlu.intents)} intents, {len(project.flows.rules)} rules, "
+        f"{len(project.responses.responses)} responses — valid"
+    )
+    return 0
+
+
+def _cmd_chat(args: argparse.Namespace) -> int:
+    from parley.gateway.chat_client import run_chat  # noqa: PLC0415
+
+    asyncio.run(run_chat(args.url, user=args.user))
+    return 0
+
+
+def _cmd_stack(args: argparse.Namespace) -> int:
+    from parley.cli.stack import Stack, StackConfig, read_env_file, stop_detached  # noqa: PLC0415
+    from parley.core.infra import default_data_dir  # noqa: PLC0415
+
+    run_dir = Path(".local/stack")
+    if args.action == "down":
+        stopped = stop_detached(run_dir)
+        print("stopped: " + (", ".join(stopped) or "nothing was running"))
+        return 0
+    env = {**read_env_file(default_data_dir() / "infra.env"), **os.environ}
+    missing = [k for k in ("PARLEY_KAFKA_BOOTSTRAP", "PARLEY_DATABASE_URL") if not env.get(k)]
+    if missing:
+        raise ConfigurationError(f"{', '.join(missing)} not set: run `make infra-up` first (or export them)")
+    config = StackConfig(
+        kafka_bootstrap=env["PARLEY_KAFKA_BOOTSTRAP"],
+        database_url=env["PARLEY_DATABASE_URL"],
+        project_dir=args.project.resolve(),
+        run_dir=run_dir,
+        model_dir=Path(".local/models").resolve(),
+    )
+    stack = Stack(config)
+    for name in ("context", "nlu", "dialog", "generator", "gateway"):
+        print(f"starting {name} ...", flush=True)
+        stack.start_service(name, detach=True)
+    print(
+        f"all services up; gateway on {config.gateway_url}; logs in {run_dir}/; stop with `make stack-down`"
+    )
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (exposed for docs and tests)."""
+    parser = argparse.ArgumentParser(
+        prog="parley", description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="all services in one process, with the web chat")
+    run.add_argument("--project", type=Path, default=DEFAULT_PROJECT, help="assistant project folder")
+    run.add_argument("--host", default="127.0.0.1")
+    run.add_argument("--port", type=int, default=8080)
+    run.set_defaults(func=_cmd_run)
+
+    serve = sub.add_parser("serve", help="run one service as its own process")
+    serve.add_argument("service", choices=SERVICES)
+    serve.set_defaults(func=_cmd_serve)
+
+    train = sub.add_parser("train", help="train the NLU model of a project")
+    train.add_argument("--project", type=Path, default=DEFAULT_PROJECT)
+    train.add_argument("--output", type=Path, default=Path(".local/models"))
+    train.set_defaults(func=_cmd_train)
+
+    validate = sub.add_parser("validate", help="check a project; print file:line problems")
+    validate.add_argument("--project", type=Path, default=DEFAULT_PROJECT)
+    validate.set_defaults(func=_cmd_validate)
+
+    chat = sub.add_parser("chat", help="terminal chat with a running gateway")
+    chat.add_argument("--url", default="http://127.0.0.1:8080")
+    chat.add_argument("--user", default="anonymous")
+    chat.set_defaults(func=_cmd_chat)
+
+    stack = sub.add_parser("stack", help="every service as its own process on this machine")
+    stack.add_argument("action", choices=("up", "down"))
+    stack.add_argument("--project", type=Path, default=DEFAULT_PROJECT)
+    stack.set_defaults(func=_cmd_stack)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the exit status. Our errors print as one readable line, not a traceback."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except ParleyError as exc:
+        print(f"parley: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

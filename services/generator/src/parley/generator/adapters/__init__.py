@@ -1,0 +1,1 @@
+"""The generator's faces: the gRPC servicer and the Kafka stage."""
