@@ -71,8 +71,6 @@ async def test_replaying_a_turn_returns_the_same_decision_and_writes_nothing(man
 
 
 async def test_a_conversation_that_keeps_changing_raises_a_retryable_conflict(project, store):
-    manager = DialogManager(RulePolicy.from_project(project), store, max_attempts=3, backoff_s=0.001)
-
     class AlwaysMoving:
         async def get_state(self, conversation_id):
             return await store.get_state(conversation_id)

@@ -19,7 +19,7 @@ from parley.generator.domain import (
 )
 
 
-def action(name: str, **params: Any) -> dialog_pb2.Action:
+def action(name: str, /, **params: Any) -> dialog_pb2.Action:
     return dialog_pb2.Action(name=name, params=to_struct(params))
 
 
@@ -71,22 +71,94 @@ def test_quick_replies_are_collected():
     assert [(q.title, q.payload) for q in reply.quick_replies] == [("Status", "/status")]
 
 
-def test_the_variant_is_stable_per_turn_and_varies_across_turns(renderer):
+def test_the_variant_is_stable_per_turn_and_varies_across_turns(renderer, project):
     texts = {renderer.render(f"turn-{i}", [action("utter_greet")]).text for i in range(40)}
     assert len(texts) == 2  # both variants of utter_greet get used
+    # A fresh renderer (another replica, or after a restart) picks the same variant for each turn.
+    other = TemplateRenderer(project.responses)
     for i in range(10):
         first = renderer.render(f"turn-{i}", [action("utter_greet")]).text
-        assert all(renderer.render(f"turn-{i}", [action("utter_greet")]).text == first for _ in range(3))
-    # A fresh renderer (another replica, or after a restart) picks the same variant.
-    other = TemplateRenderer(renderer_project_responses(renderer))
-    assert other.render("turn-7", [action("utter_greet")]).text == renderer.render(
-        "turn-7", [action("utter_greet")]
-    ).text
+        assert other.render(f"turn-{i}", [action("utter_greet")]).text == first
 
 
-def renderer_project_responses(renderer):
-    from parley.core.project import load_project  # noqa: PLC0415
+def test_a_variant_missing_a_value_gives_way_to_one_that_fits():
+    r = TemplateRenderer(
+        responses(
+            utter_status=["Order {order_id} ships {date}.", "Order {order_id} is on its way."],
+            utter_fallback=["Sorry?"],
+        )
+    )
+    for i in range(20):
+        assert r.render(f"t{i}", [action("utter_status", order_id="1")]).text == "Order 1 is on its way."
+    texts = {r.render(f"t{i}", [action("utter_status", order_id="1", date="today")]).text for i in range(20)}
+    assert texts == {"Order 1 ships today.", "Order 1 is on its way."}
 
-    from conftest import EXAMPLE  # type: ignore[import-not-found]  # noqa: PLC0415
 
-    return load_project(EXAMPLE).responses
+def test_no_fitting_variant_uses_the_fallback_response_never_an_error(renderer):
+    for params in ({}, {"order_id": ""}, {"order_id": None}, {"other": "x"}):
+        reply = renderer.render("t1", [action("utter_order_status", **params)])
+        assert reply.text == (
+            "Sorry, I didn't quite get that. I can help with order status and delivery questions."
+        )
+        assert list(reply.templates) == ["utter_fallback"]
+
+
+def test_the_fallback_appears_once_next_to_what_did_render(renderer):
+    reply = renderer.render(
+        "t1", [action("utter_greet"), action("utter_order_status"), action("utter_delivery_estimate")]
+    )
+    assert reply.text.count("Sorry, I didn't quite get that.") == 1
+    assert list(reply.templates) == ["utter_greet", "utter_fallback"]
+
+
+def test_without_any_renderable_response_the_builtin_sentence_is_used():
+    r = TemplateRenderer(responses(utter_status=["Order {order_id}."], utter_fallback=["Sorry {name}."]))
+    assert r.render("t", [action("utter_status")]).text == BUILTIN_FALLBACK
+    r = TemplateRenderer(responses(utter_status=["Order {order_id}."]))
+    assert r.render("t", [action("utter_status")]).text == BUILTIN_FALLBACK
+    assert r.render("t", [action("not_a_response")]).text == BUILTIN_FALLBACK
+    assert r.render("t", []).text == BUILTIN_FALLBACK
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["{__class__}", "{0.__globals__}", "{order_id.__class__.__mro__}", "{{x}}", "{", "}", "%s", "{order_id}"],
+)
+def test_injection_attempts_in_values_are_printed_literally(renderer, value):
+    reply = renderer.render("t1", [action("utter_delivery_estimate", order_id=value)])
+    assert reply.text == f"Order {value} should arrive within 2 business days."
+
+
+@pytest.mark.parametrize(
+    ("template", "why"),
+    [
+        ("Order {order_id.__class__}", "not a plain name"),
+        ("Order {order_id[0]}", "not a plain name"),
+        ("Order {0.__globals__}", "not a plain name"),
+        ("Order {}", "not a plain name"),
+        ("Order {0}", "not a plain name"),
+        ("Order {order_id!r}", "conversion"),
+        ("Order {order_id:>{width}}", "format spec"),
+        ("Order {order_id", "malformed braces"),
+        ("Order }", "malformed braces"),
+    ],
+)
+def test_unsafe_placeholders_are_rejected_when_loading(template, why):
+    with pytest.raises(ValueError, match=why):
+        parse_template(template)
+    with pytest.raises(TemplateError, match=r"responses\.utter_bad\[1\]") as info:
+        TemplateRenderer(responses(utter_bad=["fine", template], utter_fallback=["?"]))
+    assert isinstance(info.value, ConfigurationError)
+    assert why in str(info.value)
+
+
+def test_escaped_braces_stay_literal():
+    r = TemplateRenderer(responses(utter_x=["Use {{braces}} for {name}."]))
+    assert r.render("t", [action("utter_x", name="{me}")]).text == "Use {braces} for {me}."
+
+
+@pytest.mark.parametrize("text", ["Hello there!  How are you?", "  leading", "one", "a b\nc "])
+def test_split_words_concatenates_back(text):
+    pieces = split_words(text)
+    assert "".join(pieces) == text
+    assert all(p.strip() or i == 0 for i, p in enumerate(pieces))
