@@ -27,7 +27,7 @@ $(UV):
 
 $(VENV)/.synced: $(UV) uv.lock pyproject.toml $(wildcard libs/*/pyproject.toml services/*/pyproject.toml)
 	@echo "==> installing the workspace into $(VENV)"
-	@$(UV) sync --frozen --all-packages
+	@$(UV) sync --frozen --all-packages --python $(PYTHON)
 	@touch $@
 
 $(PROTO_STAMP): $(VENV)/.synced $(PROTO_FILES)
