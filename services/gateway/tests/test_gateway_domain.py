@@ -65,7 +65,11 @@ async def test_router_ignores_replies_nobody_here_waits_for() -> None:
         assert router.resolve(_replied("conv-1", "other-turn", "x")) is False
         assert router.resolve(_replied("conv-2", "turn-1", "wrong conversation")) is False
         not_a_reply = new_event(
-            conversation_id="conv-1", tenant_id="t", user_id="u", turn_id="turn-1", user_message=pb.UserMessage()
+            conversation_id="conv-1",
+            tenant_id="t",
+            user_id="u",
+            turn_id="turn-1",
+            user_message=pb.UserMessage(),
         )
         assert router.resolve(not_a_reply) is False
         assert not future.done()
@@ -110,7 +114,9 @@ async def test_router_refuses_more_waiters_than_its_bound() -> None:
 # ------------------------------------------------------------------------------------- chat service
 
 
-def _chat(conversations: FakeConversations, publisher: object, router: ReplyRouter, **kw: object) -> ChatService:
+def _chat(
+    conversations: FakeConversations, publisher: object, router: ReplyRouter, **kw: object
+) -> ChatService:
     return ChatService(conversations, publisher, router, instance_id="gw-1", max_text_chars=20, **kw)
 
 
@@ -168,7 +174,11 @@ async def test_send_returns_no_reply_when_none_comes_in_time() -> None:
 
 @pytest.mark.parametrize(
     ("text", "message"),
-    [("", "text must not be empty"), ("   \n\t", "text must not be empty"), ("x" * 21, "at most 20 characters")],
+    [
+        ("", "text must not be empty"),
+        ("   \n\t", "text must not be empty"),
+        ("x" * 21, "at most 20 characters"),
+    ],
 )
 async def test_send_rejects_bad_text_without_publishing(text: str, message: str) -> None:
     router = ReplyRouter()

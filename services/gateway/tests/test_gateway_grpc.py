@@ -25,7 +25,9 @@ async def stub(harness: Harness) -> AsyncIterator[gateway_pb2_grpc.GatewayServic
         await server.stop(0)
 
 
-async def test_send_message_gets_the_reply(stub: gateway_pb2_grpc.GatewayServiceStub, harness: Harness) -> None:
+async def test_send_message_gets_the_reply(
+    stub: gateway_pb2_grpc.GatewayServiceStub, harness: Harness
+) -> None:
     response = await stub.SendMessage(
         gateway_pb2.SendMessageRequest(text=" hi ", user_id="ann", language="en"),
         metadata=(("x-parley-tenant", "acme"),),
@@ -51,7 +53,12 @@ async def test_send_message_rejects_bad_requests_with_clear_statuses(
     stub: gateway_pb2_grpc.GatewayServiceStub,
 ) -> None:
     cases = [
-        (gateway_pb2.SendMessageRequest(text="  "), (), grpc.StatusCode.INVALID_ARGUMENT, "text must not be empty"),
+        (
+            gateway_pb2.SendMessageRequest(text="  "),
+            (),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "text must not be empty",
+        ),
         (gateway_pb2.SendMessageRequest(text="x" * 51), (), grpc.StatusCode.INVALID_ARGUMENT, "at most 50"),
         (
             gateway_pb2.SendMessageRequest(text="hi", user_id="no spaces please"),

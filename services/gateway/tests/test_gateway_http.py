@@ -114,7 +114,9 @@ async def test_history_is_paged(client: httpx.AsyncClient) -> None:
     assert [m["role"] for m in first["messages"]] == ["user"]
     assert [m["text"] for m in second["messages"]] == ["echo: hi"]
     assert second["next_page_token"] is None
-    assert second["messages"][0]["created_at"].endswith("Z") or "+00:00" in second["messages"][0]["created_at"]
+    assert (
+        second["messages"][0]["created_at"].endswith("Z") or "+00:00" in second["messages"][0]["created_at"]
+    )
 
 
 @pytest.mark.parametrize(
@@ -132,7 +134,9 @@ async def test_history_is_paged(client: httpx.AsyncClient) -> None:
         ([1, 2], "request body must be a JSON object"),
     ],
 )
-async def test_bad_input_is_422_with_a_message(client: httpx.AsyncClient, body: object, fragment: str) -> None:
+async def test_bad_input_is_422_with_a_message(
+    client: httpx.AsyncClient, body: object, fragment: str
+) -> None:
     response = await client.post("/v1/messages", json=body)
     assert_error(response, 422, "invalid_input", fragment)
 
@@ -155,14 +159,20 @@ async def test_a_missing_body_is_422(client: httpx.AsyncClient) -> None:
 
 
 async def test_unknown_foreign_and_malformed_conversations_are_404(client: httpx.AsyncClient) -> None:
-    mine = (await client.post("/v1/conversations", headers={"X-Parley-User": "ann"})).json()["conversation_id"]
+    mine = (await client.post("/v1/conversations", headers={"X-Parley-User": "ann"})).json()[
+        "conversation_id"
+    ]
 
     for conversation_id in (str(uuid.uuid4()), mine, "not-a-uuid", "x" * 300):
         posted = await client.post(
-            f"/v1/conversations/{conversation_id}/messages", json={"text": "hi"}, headers={"X-Parley-User": "bob"}
+            f"/v1/conversations/{conversation_id}/messages",
+            json={"text": "hi"},
+            headers={"X-Parley-User": "bob"},
         )
         assert_error(posted, 404, "not_found", "not found")
-        read = await client.get(f"/v1/conversations/{conversation_id}/messages", headers={"X-Parley-User": "bob"})
+        read = await client.get(
+            f"/v1/conversations/{conversation_id}/messages", headers={"X-Parley-User": "bob"}
+        )
         assert_error(read, 404, "not_found", "not found")
 
     via_body = await client.post("/v1/messages", json={"conversation_id": str(uuid.uuid4()), "text": "hi"})
@@ -178,7 +188,9 @@ async def test_oversize_bodies_are_413(client: httpx.AsyncClient) -> None:
         for start in range(0, len(big), 500):
             yield big[start : start + 500]
 
-    chunked = await client.post("/v1/messages", content=chunks(), headers={"Content-Type": "application/json"})
+    chunked = await client.post(
+        "/v1/messages", content=chunks(), headers={"Content-Type": "application/json"}
+    )
     assert "content-length" not in chunked.request.headers
     assert_error(chunked, 413, "payload_too_large", "at most 2048 bytes")
 

@@ -1,0 +1,1 @@
+"""Parley's benchmarks (`make bench`); figures are recorded in docs/benchmarks.md."""
