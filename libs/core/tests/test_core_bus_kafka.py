@@ -8,6 +8,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from parley.core.bus import Outgoing, Subscription
 from parley.core.bus.kafka import KafkaBus
+from parley.core.errors import UnavailableError
 from parley.core.events import Topic, derive_event, new_event
 from parley.core.settings import KafkaSettings
 from parley.turn.v1 import turn_event_pb2 as pb
@@ -45,8 +46,11 @@ async def test_a_two_stage_pipeline_keeps_each_conversation_in_order(kafka_boots
 
     bus = KafkaBus(settings)
     bus.subscribe(Subscription("ctx", (Topic.USER_MESSAGE,), stage))
+    with pytest.raises(UnavailableError):
+        await bus.ping()  # not started yet
     bus.subscribe(Subscription("sink", (Topic.CONTEXTUALIZED,), sink))
     await bus.start()
+    await bus.ping()
     try:
         for i in range(5):
             for conv in ("a", "b", "c"):

@@ -43,7 +43,7 @@ def test_broken_yaml_and_dangling_references_are_reported(tmp_path):
     root2 = _copy(tmp_path / "b")
     flows = (root2 / "flows.yml").read_text().replace("intent: goodbye", "intent: farewell")
     (root2 / "flows.yml").write_text(flows)
-    with pytest.raises(ProjectError, match="'farewell' is not defined in nlu.yml"):
+    with pytest.raises(ProjectError, match=r"'farewell' is not defined in nlu\.yml"):
         load_project(root2)
 
 

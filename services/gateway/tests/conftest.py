@@ -90,6 +90,8 @@ class FakeAssistant:
     conversations: FakeConversations
     silent: bool = False
     delay_s: float = 0.0
+    #: When silent: store the bot message in the history this long after, as a reply that came too late.
+    late_s: float | None = None
     seen: list[pb.TurnEvent] = field(default_factory=list)
 
     def subscription(self) -> Subscription:
@@ -100,6 +102,15 @@ class FakeAssistant:
         text = event.user_message.text
         self.conversations.add_message(event.conversation_id, event.turn_id, common_pb2.ROLE_USER, text)
         if self.silent:
+            if self.late_s is not None:
+                asyncio.get_running_loop().call_later(
+                    self.late_s,
+                    self.conversations.add_message,
+                    event.conversation_id,
+                    event.turn_id,
+                    common_pb2.ROLE_BOT,
+                    f"late echo: {text}",
+                )
             return []
         if self.delay_s:
             await asyncio.sleep(self.delay_s)

@@ -228,6 +228,21 @@ async def test_an_unexpected_failure_is_a_500_in_the_error_shape(harness: Harnes
     assert "secret" not in response.text
 
 
+async def test_an_unavailable_dependency_is_503_without_internal_details(harness: Harness) -> None:
+    class Down(FakeConversations):
+        async def create_conversation(self, tenant_id: str, user_id: str, conversation_id: str = ""):  # type: ignore[override]
+            raise UnavailableError("failed to connect to 10.0.0.7:50054")
+
+    gateway = build_gateway(harness.settings, harness.bus, Down())
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=gateway.http_app), base_url="http://gateway.test"
+    ) as client:
+        response = await client.post("/v1/messages", json={"text": "hi"})
+    assert_error(response, 503, "unavailable", "try again shortly")
+    assert "10.0.0.7" not in response.text
+    assert response.headers["retry-after"] == "1"
+
+
 async def test_health_and_readiness(client: httpx.AsyncClient) -> None:
     assert (await client.get("/healthz")).json() == {"status": "ok"}
     ready = await client.get("/readyz")

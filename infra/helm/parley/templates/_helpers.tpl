@@ -39,6 +39,12 @@ Usage: (include "parley.grpcContainerPorts" (dict "values" .Values.nlu) | fromYa
 {{- define "parley.grpcPortEnv" -}}
 - name: {{ printf "PARLEY_%s_GRPC_PORT" (upper .component) }}
   value: {{ .values.containerPorts.grpc | toString | quote }}
+- name: {{ printf "PARLEY_%s_GRPC_HOST" (upper .component) }}
+  value: "0.0.0.0"
+{{- if eq .component "gateway" }}
+- name: PARLEY_GATEWAY_HTTP_HOST
+  value: "0.0.0.0"
+{{- end }}
 {{- end -}}
 
 {{/*

@@ -101,6 +101,16 @@ class KafkaBus:
             self.topic(topic), event.SerializeToString(), key=event.conversation_id.encode(), headers=headers
         )
 
+    async def ping(self, timeout_s: float = 2.0) -> None:
+        """Fetch cluster metadata: raises :class:`UnavailableError` when the broker does not answer."""
+        if self._producer is None:
+            raise UnavailableError("the Kafka bus is not started")
+        try:
+            async with asyncio.timeout(timeout_s):
+                await self._producer.client.fetch_all_metadata()
+        except (TimeoutError, KafkaError) as exc:
+            raise UnavailableError(f"Kafka at {self._settings.bootstrap} does not answer ({exc!r})") from exc
+
     async def stop(self) -> None:
         self._stopping.set()
         for task in self._tasks:

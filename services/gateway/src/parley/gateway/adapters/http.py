@@ -163,6 +163,13 @@ PrincipalDep = Annotated[Principal, Depends(principal)]
 # -------------------------------------------------------------------------------------- error mapping
 
 
+_SERVER_SIDE_MESSAGES = {
+    "unavailable": "the assistant is unavailable right now; try again shortly",
+    "deadline_exceeded": "the assistant took too long to answer; try again",
+    "internal": "internal error; the server log has the details",
+}
+
+
 def _error_response(status: int, code: str, message: str) -> JSONResponse:
     body = ErrorBody(error=ErrorDetail(code=code, message=message))
     return JSONResponse(body.model_dump(), status_code=status)
@@ -215,9 +222,16 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ParleyError)
     async def parley_error(_: Request, exc: ParleyError) -> JSONResponse:
         status = int(exc.http_status)
+        code = error_code(exc)
+        message = str(exc) or type(exc).__name__
         if status >= 500:
-            log.warning("request failed", error=f"{type(exc).__name__}: {exc}")
-        return _error_response(status, error_code(exc), str(exc) or type(exc).__name__)
+            # Server-side failures name internal hosts and services: log them, tell the client what to do.
+            log.warning("request failed", status=status, error=f"{type(exc).__name__}: {exc}")
+            message = _SERVER_SIDE_MESSAGES.get(code, _SERVER_SIDE_MESSAGES["internal"])
+        response = _error_response(status, code, message)
+        if exc.retryable:
+            response.headers["Retry-After"] = "1"
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
