@@ -129,6 +129,7 @@ async def test_append_get_page_search_export_delete(stub: context_pb2_grpc.Conte
 
     deleted = await stub.DeleteUserData(ctx.DeleteUserDataRequest(principal=principal))
     assert (deleted.conversations_deleted, deleted.messages_deleted) == (1, 7)
+    assert (deleted.states_deleted, deleted.events_deleted) == (1, len(export.events))
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await stub.GetConversation(ctx.GetConversationRequest(conversation_id=cid, principal=principal))
     assert caught.value.code() == grpc.StatusCode.NOT_FOUND

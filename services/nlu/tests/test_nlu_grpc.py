@@ -18,9 +18,11 @@ async def stub(parser):
         [ServiceRegistration(nlu_pb2_grpc.add_NluServiceServicer_to_server, servicer, SERVICE_NAME)], port=0
     )
     port = await server.start()
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-        yield nlu_pb2_grpc.NluServiceStub(channel)
-    await server.stop(0)
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            yield nlu_pb2_grpc.NluServiceStub(channel)
+    finally:
+        await server.stop(0)
 
 
 async def test_parse_over_grpc(stub):

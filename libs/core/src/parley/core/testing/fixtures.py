@@ -24,6 +24,7 @@ import os
 import re
 import shutil
 import subprocess
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Iterator, Mapping
 from pathlib import Path
@@ -91,9 +92,15 @@ def _testcontainers(module: str) -> Any:
 
 
 @pytest.fixture(scope="session")
-def local_infra_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The session's data dir for the launchers of :mod:`parley.core.infra` (fresh per session)."""
-    return tmp_path_factory.mktemp("parley-infra")
+def local_infra_dir() -> Iterator[Path]:
+    """The session's data dir for the launchers of :mod:`parley.core.infra` (fresh per session).
+
+    Outside pytest's own temp folders on purpose: pytest prunes old ones, which would pull the data
+    directory from under a server still used by another test session.
+    """
+    path = Path(tempfile.mkdtemp(prefix="parley-infra-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

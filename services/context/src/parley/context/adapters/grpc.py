@@ -13,6 +13,7 @@ import grpc
 from parley.common.v1 import common_pb2
 from parley.context.adapters.protobuf import (
     conversation_pb,
+    event_pb,
     message_pb,
     role_from_pb,
     state_pb,
@@ -133,6 +134,7 @@ class ContextServicer(context_pb2_grpc.ContextServiceServicer):
             conversations=[conversation_pb(c) for c in export.conversations],
             messages=[message_pb(m) for m in export.messages],
             states=[state_pb(s) for s in export.states],
+            events=[event_pb(e) for e in export.events],
         )
 
     async def DeleteUserData(
@@ -141,5 +143,8 @@ class ContextServicer(context_pb2_grpc.ContextServiceServicer):
         owner = _principal(request.principal)
         deleted = await self._store.delete_user(owner.tenant_id, owner.user_id)
         return ctx.DeleteUserDataResponse(
-            conversations_deleted=deleted.conversations, messages_deleted=deleted.messages
+            conversations_deleted=deleted.conversations,
+            messages_deleted=deleted.messages,
+            states_deleted=deleted.states,
+            events_deleted=deleted.events,
         )

@@ -288,6 +288,10 @@ class PostgresStore:
                 stored = await conn.fetchval(
                     "SELECT version FROM dialog_state WHERE conversation_id = $1", cid
                 )
+                if stored is None and not await conn.fetchval(
+                    "SELECT EXISTS (SELECT 1 FROM conversations WHERE id = $1)", cid
+                ):
+                    raise NotFoundError(f"conversation {cid} not found")
                 raise ConflictError(
                     f"state version moved on: expected {expected_version}, stored {stored or 0}"
                 )
@@ -335,6 +339,7 @@ class PostgresStore:
             raise InvalidInputError(f"limit must be at least 1, got {limit}")
         async with self._connection() as conn:
             # Whole words rank by full-text relevance; a substring match (ILIKE) still finds word parts.
+            # The owner's conversations bound the scan (conversations_owner_idx, then per conversation).
             rows = await conn.fetch(
                 f"SELECT {_MESSAGE_COLUMNS}, ts_rank(to_tsvector('simple', m.text), q) AS rank "
                 "FROM messages m JOIN conversations c ON c.id = m.conversation_id, "

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from parley.common.v1 import common_pb2
-from parley.context.domain.models import Conversation, DialogState, Message, Role
+from parley.context.domain.models import Conversation, DialogState, Message, Role, StoredEvent
 from parley.context.v1 import context_pb2 as ctx
 from parley.core.context_client import to_struct
 from parley.core.errors import InvalidInputError
@@ -68,4 +68,16 @@ def state_pb(state: DialogState) -> ctx.DialogState:
         version=state.version,
         data=to_struct(state.data),
         updated_at=timestamp(state.updated_at),
+    )
+
+
+def event_pb(event: StoredEvent) -> ctx.StoredEvent:
+    """A logged turn event as its protobuf message."""
+    return ctx.StoredEvent(
+        event_id=event.event_id,
+        conversation_id=event.conversation_id,
+        turn_id=event.turn_id,
+        type=event.type,
+        payload=event.payload,
+        occurred_at=timestamp(event.occurred_at),
     )
