@@ -32,10 +32,11 @@ $(VENV)/.synced: $(UV) uv.lock pyproject.toml $(wildcard libs/*/pyproject.toml s
 
 $(PROTO_STAMP): $(VENV)/.synced $(PROTO_FILES)
 	@echo "==> generating Python code from proto/"
-	@find $(PROTO_OUT)/parley -mindepth 1 -maxdepth 1 -type d -exec rm -rf {} + 2>/dev/null || true
+	@mkdir -p $(PROTO_OUT)/parley
+	@find $(PROTO_OUT)/parley -mindepth 1 -maxdepth 1 -type d -exec rm -rf {} +
 	@$(RUN) python -m grpc_tools.protoc -I $(PROTO_SRC) \
 		--python_out=$(PROTO_OUT) --grpc_python_out=$(PROTO_OUT) \
-		--mypy_out=$(PROTO_OUT) --mypy_grpc_out=$(PROTO_OUT) $(PROTO_FILES)
+		--mypy_out=quiet:$(PROTO_OUT) --mypy_grpc_out=quiet:$(PROTO_OUT) $(PROTO_FILES)
 	@touch $@
 
 setup: $(PROTO_STAMP) ## install everything (uv, virtualenv, packages, generated code)

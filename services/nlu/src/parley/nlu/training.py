@@ -8,6 +8,7 @@ from pathlib import Path
 
 from parley.core.logging import get_logger
 from parley.core.project import Project
+from parley.nlu.adapters.encoder import TransformerEncoder
 from parley.nlu.adapters.model_store import ModelInfo, ModelStore
 from parley.nlu.domain.classifier import HeadConfig, IntentClassifier
 from parley.nlu.domain.entities import RegexEntityExtractor
@@ -61,13 +62,16 @@ def _train(
 def train(
     project: Project,
     output_dir: Path,
-    encoder: Encoder,
+    encoder: Encoder | None = None,
     *,
     head: HeadConfig | None = None,
     progress: bool = True,
 ) -> ModelInfo:
-    """Train the intent head on ``project``'s examples and save it in a new folder under ``output_dir``."""
-    return _train(project, ModelStore(output_dir), encoder, head, progress).info
+    """Train the intent head on ``project``'s examples and save it in a new folder under ``output_dir``.
+
+    Without an ``encoder`` the default one (the bundled MiniLM on CPU) is loaded for this call.
+    """
+    return _train(project, ModelStore(output_dir), encoder or TransformerEncoder(), head, progress).info
 
 
 def load_or_train(
