@@ -15,7 +15,7 @@ PROTO_FILES := $(shell find $(PROTO_SRC) -name '*.proto')
 PROTO_STAMP := $(PROTO_OUT)/.generated
 
 .PHONY: help setup proto run test test-unit test-integration test-e2e lint fmt bench infra-up infra-down \
-        stack-up stack-down helm-lint clean
+        stack-up stack-down helm-lint images clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -84,6 +84,10 @@ stack-up: infra-up ## infrastructure plus every service as its own process
 stack-down: ## stop the services and the infrastructure
 	@$(RUN) parley stack down
 	@$(MAKE) --no-print-directory infra-down
+
+images: ## build the five service images (needs a Docker engine)
+	@for s in nlu dialog generator context gateway; do \
+		docker build -f infra/docker/Dockerfile --build-arg SERVICE=$$s -t parley/$$s:dev . || exit 1; done
 
 helm-lint: setup ## lint and render the Helm charts offline
 	@$(RUN) python -m parley.core.infra.helm infra/helm
