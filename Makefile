@@ -53,7 +53,7 @@ test: setup ## every test tier: lint, unit, integration (real Kafka + PostgreSQL
 	@$(RUN) python -m pytest libs services tests
 
 test-unit: setup ## unit tests only (no servers)
-	@$(RUN) python -m pytest libs services -m "not integration and not e2e"
+	@$(RUN) python -m pytest libs services tests/packaging -m "not integration and not e2e"
 
 test-integration: setup ## integration tests (real Kafka + PostgreSQL)
 	@$(RUN) python -m pytest libs services -m integration
