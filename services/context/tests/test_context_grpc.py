@@ -243,3 +243,43 @@ async def test_conflicting_state_write_is_aborted(stub: context_pb2_grpc.Context
         await stub.UpdateState(ctx.UpdateStateRequest(conversation_id=cid, expected_version=0))
     assert caught.value.code() == grpc.StatusCode.ABORTED
     assert "state version moved on: expected 0, stored 1" in (caught.value.details() or "")
+
+
+async def test_append_events_logs_each_event_once_and_rejects_mismatched_payloads(stub) -> None:
+    from parley.core.events import new_event  # noqa: PLC0415
+    from parley.turn.v1 import turn_event_pb2  # noqa: PLC0415
+
+    principal = _principal("eve")
+    created = await stub.CreateConversation(ctx.CreateConversationRequest(principal=principal))
+    cid = created.conversation.conversation_id
+    event = new_event(
+        conversation_id=cid,
+        tenant_id="acme",
+        user_id="eve",
+        user_message=turn_event_pb2.UserMessage(text="hi"),
+    )
+    stored = ctx.StoredEvent(event_id=event.event_id, conversation_id=cid, payload=event.SerializeToString())
+    first = await stub.AppendEvents(ctx.AppendEventsRequest(events=[stored]))
+    again = await stub.AppendEvents(ctx.AppendEventsRequest(events=[stored]))
+    assert (first.appended, again.appended) == (1, 0)
+    export = await stub.ExportUserData(ctx.ExportUserDataRequest(principal=principal))
+    assert [(e.event_id, e.type, e.turn_id) for e in export.events] == [
+        (event.event_id, "user_message", event.turn_id)
+    ]
+    assert turn_event_pb2.TurnEvent.FromString(export.events[0].payload) == event
+
+    bad = [
+        ctx.StoredEvent(event_id="other", conversation_id=cid, payload=event.SerializeToString()),
+        ctx.StoredEvent(event_id=event.event_id, conversation_id=cid, payload=b"\xff\xfe"),
+        ctx.StoredEvent(
+            event_id=event.event_id, conversation_id=str(uuid.uuid4()), payload=event.SerializeToString()
+        ),
+    ]
+    for item in bad:
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await stub.AppendEvents(ctx.AppendEventsRequest(events=[item]))
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "events[0]" in caught.value.details()
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await stub.AppendEvents(ctx.AppendEventsRequest())
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT

@@ -7,13 +7,16 @@ ErrorInterceptor turns them into status codes, and in-process callers get the sa
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 
 import grpc
+from google.protobuf.message import DecodeError
 
 from parley.common.v1 import common_pb2
 from parley.context.adapters.protobuf import (
     conversation_pb,
     event_pb,
+    from_timestamp,
     message_pb,
     role_from_pb,
     state_pb,
@@ -33,6 +36,7 @@ from parley.context.v1 import context_pb2 as ctx
 from parley.context.v1 import context_pb2_grpc
 from parley.core.context_client import from_struct
 from parley.core.errors import InvalidInputError
+from parley.turn.v1 import turn_event_pb2
 
 SERVICE_NAME = "parley.context.v1.ContextService"
 MAX_APPEND_BATCH = MAX_PAGE_SIZE
@@ -100,6 +104,19 @@ class ContextServicer(context_pb2_grpc.ContextServiceServicer):
         appended = await self._store.append_messages(messages)
         return ctx.AppendMessagesResponse(appended=appended)
 
+    async def AppendEvents(
+        self, request: ctx.AppendEventsRequest, context: grpc.aio.ServicerContext
+    ) -> ctx.AppendEventsResponse:
+        if not request.events:
+            raise InvalidInputError("events is required (at least one event)")
+        if len(request.events) > MAX_APPEND_BATCH:
+            raise InvalidInputError(f"at most {MAX_APPEND_BATCH} events per call, got {len(request.events)}")
+        checked = [_stored_event(e, i) for i, e in enumerate(request.events)]
+        appended = 0
+        for event in checked:
+            appended += await self._store.record_event(*event)
+        return ctx.AppendEventsResponse(appended=appended)
+
     async def GetState(
         self, request: ctx.GetStateRequest, context: grpc.aio.ServicerContext
     ) -> ctx.GetStateResponse:
@@ -148,3 +165,28 @@ class ContextServicer(context_pb2_grpc.ContextServiceServicer):
             states_deleted=deleted.states,
             events_deleted=deleted.events,
         )
+
+
+def _stored_event(event: ctx.StoredEvent, index: int) -> tuple[str, str, str, str, bytes, datetime]:
+    """Validate one event to log: its payload must be the TurnEvent it claims to be."""
+    where = f"events[{index}]"
+    try:
+        decoded = turn_event_pb2.TurnEvent.FromString(event.payload)
+    except DecodeError as exc:
+        raise InvalidInputError(f"{where}.payload is not a serialized TurnEvent") from exc
+    if not event.event_id or decoded.event_id != event.event_id:
+        raise InvalidInputError(f"{where}.event_id must be set and equal the payload's event id")
+    if decoded.conversation_id != event.conversation_id:
+        raise InvalidInputError(f"{where}.conversation_id must equal the payload's conversation id")
+    kind = event.type or (decoded.WhichOneof("payload") or "")
+    if not kind:
+        raise InvalidInputError(f"{where}.type is required when the payload has none")
+    occurred = from_timestamp(event.occurred_at) if event.HasField("occurred_at") else None
+    return (
+        event.event_id,
+        event.conversation_id,
+        event.turn_id or decoded.turn_id,
+        kind,
+        event.payload,
+        occurred or datetime.now(UTC),
+    )
