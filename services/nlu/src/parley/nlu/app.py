@@ -13,6 +13,7 @@ from parley.core.lifecycle import run_until_signal
 from parley.core.logging import configure_logging, get_logger
 from parley.core.project import Project, load_project
 from parley.core.telemetry import setup_tracing
+from parley.nlu.adapters.batching import MicroBatcher
 from parley.nlu.adapters.encoder import TransformerEncoder
 from parley.nlu.adapters.grpc import NluServicer
 from parley.nlu.adapters.model_store import ModelInfo
@@ -53,13 +54,14 @@ def build_nlu(settings: NluSettings, project: Project | None = None) -> NluServi
     encoder = _encoder(settings)
     model = load_or_train(project, settings.model_dir, encoder)
     parser = build_parser(project, model, encoder)
-    servicer = NluServicer(parser)
+    batcher = MicroBatcher(parser.parse_batch, settings.batch_size, settings.batch_wait_ms / 1000)
+    servicer = NluServicer(parser, batcher)
     return NluService(
         servicer=servicer,
         registration=ServiceRegistration(
             nlu_pb2_grpc.add_NluServiceServicer_to_server, servicer, SERVICE_NAME
         ),
-        subscriptions=[NluStage(parser).subscription()],
+        subscriptions=[NluStage(parser, batcher).subscription()],
         parser=parser,
         model=model.info,
     )

@@ -37,3 +37,9 @@ class NluSettings(ServiceSettings):
         default=0, ge=0, description="torch intra-op threads for the encoder; 0 keeps torch's default"
     )
     batch_size: int = Field(default=32, ge=1, le=1024, description="texts per encoder forward pass")
+    batch_wait_ms: float = Field(
+        default=2.0,
+        ge=0,
+        le=1000,
+        description="how long a single request may wait for others to share its model call (micro-batching)",
+    )

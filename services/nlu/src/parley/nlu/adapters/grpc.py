@@ -6,23 +6,28 @@ import asyncio
 
 import grpc
 
+from parley.nlu.adapters.batching import MicroBatcher
 from parley.nlu.domain.limits import validate_batch_size, validate_text
 from parley.nlu.domain.parser import Parser
 from parley.nlu.v1 import nlu_pb2, nlu_pb2_grpc
 
 
 class NluServicer(nlu_pb2_grpc.NluServiceServicer):
-    """Validates requests and runs the parser in a worker thread, keeping the event loop free."""
+    """Validates requests; single parses go through the micro-batcher, batches straight to the model.
 
-    def __init__(self, parser: Parser) -> None:
+    Model work runs in worker threads, keeping the event loop free.
+    """
+
+    def __init__(self, parser: Parser, batcher: MicroBatcher[str, nlu_pb2.ParseResult] | None = None) -> None:
         self._parser = parser
+        self._batcher = batcher or MicroBatcher(parser.parse_batch)
 
     async def Parse(
         self, request: nlu_pb2.ParseRequest, context: grpc.aio.ServicerContext
     ) -> nlu_pb2.ParseResponse:
         """Parse one utterance."""
         validate_text(request.text)
-        result = await asyncio.to_thread(self._parser.parse, request.text)
+        result = await self._batcher.submit(request.text)
         return nlu_pb2.ParseResponse(result=result)
 
     async def ParseBatch(

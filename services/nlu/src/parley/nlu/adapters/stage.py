@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 
 from parley.core.bus.base import Outgoing, Subscription
 from parley.core.errors import InvalidInputError, PoisonEventError
 from parley.core.events import Topic, derive_event, event_type
+from parley.nlu.adapters.batching import MicroBatcher
 from parley.nlu.domain.limits import validate_text
 from parley.nlu.domain.parser import Parser
+from parley.nlu.v1 import nlu_pb2
 from parley.turn.v1 import turn_event_pb2 as pb
 
 STAGE = "nlu"
@@ -18,8 +19,10 @@ STAGE = "nlu"
 class NluStage:
     """Understands each contextualized turn. Idempotent: the output's id derives from the input's."""
 
-    def __init__(self, parser: Parser) -> None:
+    def __init__(self, parser: Parser, batcher: MicroBatcher[str, nlu_pb2.ParseResult] | None = None) -> None:
         self._parser = parser
+        # Turns of different conversations arrive on different partitions at once: batch them too.
+        self._batcher = batcher or MicroBatcher(parser.parse_batch)
 
     def subscription(self) -> Subscription:
         """The consumer group "nlu" on ``turn.contextualized``."""
@@ -36,7 +39,7 @@ class NluStage:
             validate_text(turn.text, field="contextualized.text")
         except InvalidInputError as exc:
             raise PoisonEventError(str(exc)) from exc
-        understanding = await asyncio.to_thread(self._parser.parse, turn.text)
+        understanding = await self._batcher.submit(turn.text)
         understood = pb.UnderstoodTurn(
             text=turn.text, context=turn.context, understanding=understanding, language=turn.language
         )
