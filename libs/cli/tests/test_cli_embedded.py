@@ -9,7 +9,6 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from parley.cli.embedded import EmbeddedSettings, EmbeddedStack
-from parley.cli.main import main
 from parley.core.infra import free_port
 from parley.core.telemetry import setup_tracing
 from parley.gateway.settings import GatewaySettings
@@ -79,15 +78,3 @@ async def test_one_trace_spans_gateway_every_stage_and_postgres(stack, spans):
     for stage in ("context", "nlu", "dialog", "generator", "gateway"):
         assert any(n.startswith(f"{stage} process") for n in names), (stage, names)
     assert any(s.attributes.get("db.system") == "postgresql" for s in turn_trace), names
-
-
-def test_parley_validate_reports_problems_with_file_and_line(tmp_path, capsys):
-    assert main(["validate", "--project", str(PROJECT)]) == 0
-    assert "valid" in capsys.readouterr().out
-    broken = tmp_path / "broken"
-    broken.mkdir()
-    for name in ("assistant.yml", "nlu.yml", "flows.yml", "responses.yml"):
-        (broken / name).write_text((PROJECT / name).read_text())
-    (broken / "assistant.yml").write_text("name: x\nnlu:\n  fallback_threshold: 7\n")
-    assert main(["validate", "--project", str(broken)]) == 1
-    assert f"{broken / 'assistant.yml'}:3:" in capsys.readouterr().err

@@ -77,6 +77,21 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_import_rasa(args: argparse.Namespace) -> int:
+    from parley.nlu.data.rasa import import_rasa_nlu, write_project_nlu  # noqa: PLC0415
+
+    warnings: list[str] = []
+    data = import_rasa_nlu(args.source, warnings=warnings)
+    nlu = write_project_nlu(data, args.out)
+    for warning in warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    print(
+        f"wrote {args.out}: {len(nlu.intents)} intents, {len(nlu.entities)} entities"
+        + (f", {len(warnings)} warnings" if warnings else "")
+    )
+    return 0
+
+
 def _cmd_chat(args: argparse.Namespace) -> int:
     from parley.gateway.chat_client import run_chat  # noqa: PLC0415
 
@@ -139,6 +154,13 @@ def build_parser() -> argparse.ArgumentParser:
     validate = sub.add_parser("validate", help="check a project; print file:line problems")
     validate.add_argument("--project", type=Path, default=DEFAULT_PROJECT)
     validate.set_defaults(func=_cmd_validate)
+
+    imp = sub.add_parser("import", help="import training data from another framework")
+    imp_sub = imp.add_subparsers(dest="framework", required=True)
+    rasa = imp_sub.add_parser("rasa", help="a Rasa 3.x nlu.yml (file or folder) → a Parley nlu.yml")
+    rasa.add_argument("source", type=Path, help="Rasa nlu.yml file or a folder of them")
+    rasa.add_argument("--out", type=Path, required=True, help="the Parley nlu.yml to write")
+    rasa.set_defaults(func=_cmd_import_rasa)
 
     chat = sub.add_parser("chat", help="terminal chat with a running gateway")
     chat.add_argument("--url", default="http://127.0.0.1:8080")

@@ -1,0 +1,1 @@
+"""Training data in other formats, converted to a project's ``nlu.yml``."""
