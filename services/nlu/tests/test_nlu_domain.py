@@ -5,9 +5,10 @@ import pytest
 
 from parley.core.errors import InvalidInputError
 from parley.nlu.domain.classifier import HeadConfig, IntentClassifier
-from parley.nlu.domain.entities import RegexEntityExtractor
+from parley.nlu.domain.extractors import RegexExtractor
+from parley.nlu.domain.head_model import HeadModel
 from parley.nlu.domain.limits import MAX_BATCH, MAX_TEXT_CHARS, validate_batch_size, validate_text
-from parley.nlu.domain.parser import FALLBACK_INTENT, Parser
+from parley.nlu.domain.parser import FALLBACK_INTENT, Parser, ParserConfig
 from parley.nlu.domain.training_data import TrainingData
 
 from .conftest import FakeEncoder, assert_same_results
@@ -28,7 +29,7 @@ def test_training_data_lists_every_example_with_sorted_intents(example_project):
 
 
 def test_regex_value_is_group_one_and_span_is_the_whole_match():
-    extractor = RegexEntityExtractor({"order_id": ORDER_ID})
+    extractor = RegexExtractor({"order_id": ORDER_ID})
     [entity] = extractor.extract("it is order #88231, thanks")
     assert (entity.type, entity.value, entity.text) == ("order_id", "88231", "#88231")
     assert "it is order #88231, thanks"[entity.start : entity.end] == "#88231"
@@ -36,19 +37,19 @@ def test_regex_value_is_group_one_and_span_is_the_whole_match():
 
 
 def test_regex_without_group_takes_the_whole_match_and_results_are_in_text_order():
-    extractor = RegexEntityExtractor({"zip": r"\b\d{4}[A-Z]{2}\b", "order_id": ORDER_ID})
+    extractor = RegexExtractor({"zip": r"\b\d{4}[A-Z]{2}\b", "order_id": ORDER_ID})
     text = "ship 1234AB to 5678CD, order 123456"
     found = [(e.type, e.value, e.start, e.end) for e in extractor.extract(text)]
     assert found == [("zip", "1234AB", 5, 11), ("zip", "5678CD", 15, 21), ("order_id", "123456", 29, 35)]
 
 
 def test_regex_ignores_numbers_of_the_wrong_length():
-    extractor = RegexEntityExtractor({"order_id": ORDER_ID})
+    extractor = RegexExtractor({"order_id": ORDER_ID})
     assert extractor.extract("call 1234 or 12345678901") == []
 
 
 def test_extractor_from_project_uses_its_entities(example_project):
-    assert RegexEntityExtractor.from_project(example_project).entity_types == ("order_id",)
+    assert RegexExtractor.from_project(example_project).entity_types == ("order_id",)
 
 
 def _clusters(seed: int = 0, per_class: int = 12):
@@ -101,8 +102,12 @@ def _fake_parser(threshold: float = 0.5):
     clf = IntentClassifier.fit(x, y, ["a", "b", "c"], HeadConfig(epochs=60))
     far = [0, 0, 0, 0, 0, 0, 0, 1]
     encoder = FakeEncoder({"first": x[0], "second": x[15], "order 12345": x[30]}, default=far)
-    extractor = RegexEntityExtractor({"order_id": ORDER_ID})
-    return Parser(encoder, clf, extractor, threshold, "v-test"), encoder
+    parser = Parser(
+        model=HeadModel(encoder, clf, "v-test"),
+        config=ParserConfig(fallback_threshold=threshold),
+        regex=RegexExtractor({"order_id": ORDER_ID}),
+    )
+    return parser, encoder
 
 
 def test_parser_ranks_best_first_and_falls_back_below_the_threshold():
@@ -129,7 +134,7 @@ def test_parser_batch_encodes_once_and_matches_singles():
     parser, encoder = _fake_parser()
     texts = ["first", "order 12345", "second", "unknown"]
     batch = parser.parse_batch(texts)
-    assert encoder.calls == [texts]
+    assert encoder.calls == [texts]  # one encoder call (no text here has several clauses)
     assert [r.text for r in batch] == texts
     assert_same_results(batch, [parser.parse(t) for t in texts])
     assert [(e.value, e.start, e.end) for e in batch[1].entities] == [("12345", 6, 11)]
@@ -140,7 +145,7 @@ def test_parser_rejects_an_encoder_of_another_dimension():
     x, y = _clusters()
     clf = IntentClassifier.fit(x, y, ["a", "b", "c"], HeadConfig(epochs=5))
     with pytest.raises(ValueError, match="expects 8"):
-        Parser(FakeEncoder({}, default=[1, 0, 0]), clf, RegexEntityExtractor({}), 0.5, "v")
+        HeadModel(FakeEncoder({}, default=[1, 0, 0]), clf, "v")
 
 
 def test_limits_reject_empty_blank_and_oversize_text():

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import UTC
 
 from parley.core.bus.base import Outgoing, Subscription
 from parley.core.errors import InvalidInputError, PoisonEventError
 from parley.core.events import Topic, derive_event, event_type
 from parley.nlu.adapters.batching import MicroBatcher
 from parley.nlu.domain.limits import validate_text
-from parley.nlu.domain.parser import Parser
+from parley.nlu.domain.parser import ParseInput, Parser
 from parley.nlu.v1 import nlu_pb2
 from parley.turn.v1 import turn_event_pb2 as pb
 
@@ -19,7 +20,9 @@ STAGE = "nlu"
 class NluStage:
     """Understands each contextualized turn. Idempotent: the output's id derives from the input's."""
 
-    def __init__(self, parser: Parser, batcher: MicroBatcher[str, nlu_pb2.ParseResult] | None = None) -> None:
+    def __init__(
+        self, parser: Parser, batcher: MicroBatcher[ParseInput, nlu_pb2.ParseResult] | None = None
+    ) -> None:
         self._parser = parser
         # Turns of different conversations arrive on different partitions at once: batch them too.
         self._batcher = batcher or MicroBatcher(parser.parse_batch)
@@ -39,7 +42,9 @@ class NluStage:
             validate_text(turn.text, field="contextualized.text")
         except InvalidInputError as exc:
             raise PoisonEventError(str(exc)) from exc
-        understanding = await self._batcher.submit(turn.text)
+        # Relative expressions ("tomorrow") are resolved against when the user spoke.
+        reference = event.occurred_at.ToDatetime(tzinfo=UTC) if event.HasField("occurred_at") else None
+        understanding = await self._batcher.submit(ParseInput(turn.text, reference, "", turn.language))
         understood = pb.UnderstoodTurn(
             text=turn.text, context=turn.context, understanding=understanding, language=turn.language
         )
