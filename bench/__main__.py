@@ -15,11 +15,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bench.nlu import bench_nlu
+from bench.sentiment import bench_sentiment
 from bench.turns import bench_turns_embedded, bench_turns_kafka
 from parley.core.logging import configure_logging
 from parley.core.settings import LogSettings
 
-BENCHMARKS = {"nlu": bench_nlu, "turns-embedded": bench_turns_embedded, "turns-kafka": bench_turns_kafka}
+BENCHMARKS = {
+    "nlu": bench_nlu,
+    "sentiment": bench_sentiment,
+    "turns-embedded": bench_turns_embedded,
+    "turns-kafka": bench_turns_kafka,
+}
 
 
 def main() -> int:
