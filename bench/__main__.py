@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bench.nlu import bench_nlu
+from bench.nlu_datasets import bench_nlu_datasets
 from bench.sentiment import bench_sentiment
 from bench.turns import bench_turns_embedded, bench_turns_kafka
 from parley.core.logging import configure_logging
@@ -22,6 +23,7 @@ from parley.core.settings import LogSettings
 
 BENCHMARKS = {
     "nlu": bench_nlu,
+    "nlu-datasets": bench_nlu_datasets,
     "sentiment": bench_sentiment,
     "turns-embedded": bench_turns_embedded,
     "turns-kafka": bench_turns_kafka,

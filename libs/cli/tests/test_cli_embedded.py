@@ -25,8 +25,9 @@ def spans() -> InMemorySpanExporter:
     return exporter
 
 
-@pytest.fixture
-async def stack(postgres_dsn, tmp_path, spans):
+@pytest.fixture(scope="module")
+async def stack(postgres_dsn, tmp_path_factory, spans):
+    tmp_path = tmp_path_factory.mktemp("embedded")
     stack = EmbeddedStack(
         project_dir=PROJECT,
         settings=EmbeddedSettings(data_dir=tmp_path, grpc_port=free_port()),

@@ -77,6 +77,14 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_eval_nlu(args: argparse.Namespace) -> int:
+    from parley.nlu.evaluation.runner import eval_command  # noqa: PLC0415
+
+    report = eval_command(args.project, args.test, args.out, folds=args.folds)
+    print(f"report: {report} (and {report.with_suffix('.html')})")
+    return 0
+
+
 def _cmd_import_rasa(args: argparse.Namespace) -> int:
     from parley.nlu.data.rasa import import_rasa_nlu, write_project_nlu  # noqa: PLC0415
 
@@ -154,6 +162,15 @@ def build_parser() -> argparse.ArgumentParser:
     validate = sub.add_parser("validate", help="check a project; print file:line problems")
     validate.add_argument("--project", type=Path, default=DEFAULT_PROJECT)
     validate.set_defaults(func=_cmd_validate)
+
+    ev = sub.add_parser("eval", help="evaluate an assistant's models and write a report with plots")
+    ev_sub = ev.add_subparsers(dest="what", required=True)
+    ev_nlu = ev_sub.add_parser("nlu", help="intent accuracy, macro-F1, OOS, slot F1, calibration, confusions")
+    ev_nlu.add_argument("--project", type=Path, default=DEFAULT_PROJECT)
+    ev_nlu.add_argument("--test", type=Path, default=None, help="held-out examples (nlu.yml format)")
+    ev_nlu.add_argument("--folds", type=int, default=5, help="cross-validation folds when no --test is given")
+    ev_nlu.add_argument("--out", type=Path, default=Path(".local/reports/nlu"), help="report folder")
+    ev_nlu.set_defaults(func=_cmd_eval_nlu)
 
     imp = sub.add_parser("import", help="import training data from another framework")
     imp_sub = imp.add_subparsers(dest="framework", required=True)

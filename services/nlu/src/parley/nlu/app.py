@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from parley.core.bus.base import Subscription
 from parley.core.bus.kafka import KafkaBus
@@ -14,14 +15,15 @@ from parley.core.logging import configure_logging, get_logger
 from parley.core.project import Project, load_project
 from parley.core.telemetry import setup_tracing
 from parley.nlu.adapters.batching import MicroBatcher
-from parley.nlu.adapters.encoder import TransformerEncoder
 from parley.nlu.adapters.grpc import NluServicer
-from parley.nlu.adapters.model_store import ModelInfo
 from parley.nlu.adapters.stage import NluStage
 from parley.nlu.domain.parser import Parser
+from parley.nlu.pipeline import build_parser, load_or_train_joint, train_joint_model
 from parley.nlu.settings import NluSettings
-from parley.nlu.training import build_parser, load_or_train, train
 from parley.nlu.v1 import nlu_pb2_grpc
+
+if TYPE_CHECKING:
+    from parley.nlu.adapters.encoder import TransformerEncoder
 
 log = get_logger(__name__)
 
@@ -36,10 +38,12 @@ class NluService:
     registration: ServiceRegistration
     subscriptions: list[Subscription]
     parser: Parser
-    model: ModelInfo
+    model_version: str
 
 
 def _encoder(settings: NluSettings) -> TransformerEncoder:
+    from parley.nlu.adapters.encoder import TransformerEncoder  # noqa: PLC0415 - imports torch
+
     return TransformerEncoder(
         device=settings.device, num_threads=settings.num_threads, batch_size=settings.batch_size
     )
@@ -51,9 +55,18 @@ def build_nlu(settings: NluSettings, project: Project | None = None) -> NluServi
     Blocking (seconds on a first start): call it from a thread when an event loop is running.
     """
     project = project or load_project(settings.project_dir)
-    encoder = _encoder(settings)
-    model = load_or_train(project, settings.model_dir, encoder)
-    parser = build_parser(project, model, encoder)
+    if settings.model == "joint":
+        predictor = load_or_train_joint(
+            project, settings.model_dir, device=settings.device, num_threads=settings.num_threads
+        )
+        parser = build_parser(project, predictor)
+    else:
+        from parley.nlu import training  # noqa: PLC0415 - torch and transformers, for the head only
+
+        encoder = _encoder(settings)
+        parser = training.build_parser(
+            project, training.load_or_train(project, settings.model_dir, encoder), encoder
+        )
     batcher = MicroBatcher(parser.parse_batch, settings.batch_size, settings.batch_wait_ms / 1000)
     servicer = NluServicer(parser, batcher)
     return NluService(
@@ -63,7 +76,7 @@ def build_nlu(settings: NluSettings, project: Project | None = None) -> NluServi
         ),
         subscriptions=[NluStage(parser, batcher).subscription()],
         parser=parser,
-        model=model.info,
+        model_version=parser.model_version,
     )
 
 
@@ -71,8 +84,13 @@ def train_command(project_dir: Path, output_dir: Path, settings: NluSettings | N
     """``parley train``: train the project's NLU model into a new folder under ``output_dir``; return it."""
     settings = settings or NluSettings()
     project = load_project(project_dir)
-    info = train(project, output_dir, _encoder(settings))
-    return info.path
+    if settings.model == "joint":
+        return train_joint_model(
+            project, output_dir, device=settings.device, num_threads=settings.num_threads
+        )
+    from parley.nlu import training  # noqa: PLC0415 - torch and transformers, for the head only
+
+    return training.train(project, output_dir, _encoder(settings)).path
 
 
 async def serve(settings: NluSettings | None = None) -> None:
@@ -90,7 +108,7 @@ async def serve(settings: NluSettings | None = None) -> None:
         await bus.start()
         await server.start()
         log.info(
-            "nlu service started", model_version=service.model.version, intents=len(service.parser.intents)
+            "nlu service started", model_version=service.model_version, intents=len(service.parser.intents)
         )
 
     async def stop() -> None:

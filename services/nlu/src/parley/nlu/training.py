@@ -2,25 +2,19 @@
 
 from __future__ import annotations
 
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from parley.core.logging import get_logger
 from parley.core.project import Project
+from parley.nlu import pipeline
 from parley.nlu.adapters.encoder import TransformerEncoder
-from parley.nlu.adapters.language import LanguageDetector
 from parley.nlu.adapters.model_store import ModelInfo, ModelStore
-from parley.nlu.adapters.sentiment import VaderPolarity
-from parley.nlu.adapters.spelling import SpellingCorrector, vocabulary_words
 from parley.nlu.domain.classifier import HeadConfig, IntentClassifier
-from parley.nlu.domain.extractors import LookupExtractor, RegexExtractor, SynonymMapper
 from parley.nlu.domain.head_model import HeadModel
-from parley.nlu.domain.parser import Parser, ParserConfig
-from parley.nlu.domain.resolution import EntityResolver
-from parley.nlu.domain.sentiment import SentimentAnalyzer
-from parley.nlu.domain.training_data import TrainingData, training_examples
+from parley.nlu.domain.parser import Parser
+from parley.nlu.domain.training_data import TrainingData
 from parley.nlu.ports import Encoder
 
 log = get_logger(__name__)
@@ -106,52 +100,5 @@ def load_or_train(
 
 
 def build_parser(project: Project, model: LoadedModel, encoder: Encoder, *, warm: bool = True) -> Parser:
-    """The full understanding pipeline for ``project`` around ``model``.
-
-    With ``warm``, the dictionaries of the spelling corrector, the date parser and the language detector
-    load in a background thread (about 2 s), so the service answers health checks at once and the first
-    parse waits only for what is still loading.
-    """
-    flows = project.flows
-    required = {
-        rule.intent: tuple(
-            flows.slots[slot].from_entity or slot for slot in rule.requires if slot in flows.slots
-        )
-        for rule in flows.rules
-    }
-    synonyms = SynonymMapper.for_project(project)
-    vocabulary = vocabulary_words(
-        [
-            *(example.text for example in training_examples(project, include_out_of_scope=True)),
-            *(v for spec in project.nlu.entities.values() for v in (spec.lookup or ())),
-            *(w for mapper in synonyms.values() for w in mapper.variants()),
-        ]
-    )
-    parser = Parser(
-        model=HeadModel(encoder, model.classifier, model.info.version),
-        config=ParserConfig(
-            fallback_threshold=project.assistant.nlu.fallback_threshold,
-            language=project.assistant.language,
-            required_entities=required,
-        ),
-        regex=RegexExtractor.from_project(project),
-        lookup=LookupExtractor.from_project(project),
-        synonyms=synonyms,
-        resolver=EntityResolver.from_project(project),
-        speller=SpellingCorrector(vocabulary),
-        language=LanguageDetector(default_language=project.assistant.language),
-        sentiment=SentimentAnalyzer(VaderPolarity()),
-    )
-    if warm:
-        threading.Thread(target=_warm, args=(parser,), name="nlu-warm-up", daemon=True).start()
-    return parser
-
-
-def _warm(parser: Parser) -> None:
-    started = time.perf_counter()
-    for part in (parser.speller, parser.resolver, parser.language):
-        load = getattr(part, "load", None) or getattr(part, "warm", None)
-        if load is not None:
-            load()
-    parser.parse("warm up the pipeline tomorrow at 5pm")
-    log.info("nlu pipeline warm", warm_s=round(time.perf_counter() - started, 3))
+    """The full pipeline around a trained intent head and the encoder it was trained on."""
+    return pipeline.build_parser(project, HeadModel(encoder, model.classifier, model.info.version), warm=warm)

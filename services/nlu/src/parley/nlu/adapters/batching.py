@@ -59,14 +59,18 @@ class MicroBatcher(Generic[ItemT, ResultT]):
         while True:
             batch = [await queue.get()]
             deadline = loop.time() + self._max_wait_s
+            # Gather company until the deadline. Never wait_for(queue.get()): a get cancelled by the
+            # timeout just as an item arrives can lose that item, leaving its caller waiting forever.
             while len(batch) < self._max_batch:
-                remaining = deadline - loop.time()
-                if remaining <= 0 and queue.empty():
-                    break
                 try:
-                    batch.append(await asyncio.wait_for(queue.get(), max(remaining, 0)))
-                except TimeoutError:
+                    batch.append(queue.get_nowait())
+                    continue
+                except asyncio.QueueEmpty:
+                    pass
+                remaining = deadline - loop.time()
+                if remaining <= 0:
                     break
+                await asyncio.sleep(min(remaining, 0.0005))
             live = [(item, fut) for item, fut in batch if not fut.cancelled()]
             if not live:
                 continue
