@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING
 
 from parley.core.logging import get_logger
+
+if TYPE_CHECKING:
+    from parley.core.bus.base import Subscription
+    from parley.core.grpc import ServiceRegistration
+    from parley.core.settings import ServiceSettings
 
 log = get_logger(__name__)
 
@@ -25,3 +31,34 @@ async def run_until_signal(start: Callable[[], Awaitable[None]], stop: Callable[
         await stop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
+
+
+async def serve_service(
+    name: str,
+    settings: ServiceSettings,
+    registration: ServiceRegistration,
+    subscriptions: Sequence[Subscription],
+    **ready_info: object,
+) -> None:
+    """Run one service as its own process: its Kafka stage(s) and gRPC server, until SIGTERM/SIGINT.
+
+    Stops in the safe order: the gRPC server drains in-flight calls first, then the bus stops consuming.
+    """
+    from parley.core.bus.kafka import KafkaBus  # noqa: PLC0415 - the distributed wiring only
+    from parley.core.grpc import GrpcServer  # noqa: PLC0415
+
+    bus = KafkaBus(settings.kafka)
+    for subscription in subscriptions:
+        bus.subscribe(subscription)
+    server = GrpcServer([registration], host=settings.grpc_host, port=settings.grpc_port)
+
+    async def start() -> None:
+        await bus.start()
+        await server.start()
+        log.info(f"{name} ready", **ready_info)
+
+    async def stop() -> None:
+        await server.stop(settings.shutdown_grace_s)
+        await bus.stop()
+
+    await run_until_signal(start, stop)

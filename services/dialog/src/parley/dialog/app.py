@@ -5,10 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from parley.core.bus.base import Subscription
-from parley.core.bus.kafka import KafkaBus
 from parley.core.context_client import ContextClient
-from parley.core.grpc import GrpcServer, ServiceRegistration
-from parley.core.lifecycle import run_until_signal
+from parley.core.grpc import ServiceRegistration
+from parley.core.lifecycle import serve_service
 from parley.core.logging import configure_logging, get_logger
 from parley.core.project import Project, load_project
 from parley.core.telemetry import setup_tracing
@@ -64,18 +63,11 @@ async def serve(settings: DialogSettings | None = None) -> None:
     configure_logging(settings.log, service="dialog")
     setup_tracing("dialog", settings.telemetry)
     service = build_dialog(settings, ContextClient.connect(settings.context_address))
-    bus = KafkaBus(settings.kafka)
-    for subscription in service.subscriptions:
-        bus.subscribe(subscription)
-    server = GrpcServer([service.registration], host=settings.grpc_host, port=settings.grpc_port)
-
-    async def start() -> None:
-        await bus.start()
-        await server.start()
-        log.info("dialog ready", project=str(settings.project_dir), context=settings.context_address)
-
-    async def stop() -> None:
-        await server.stop(settings.shutdown_grace_s)
-        await bus.stop()
-
-    await run_until_signal(start, stop)
+    await serve_service(
+        "dialog",
+        settings,
+        service.registration,
+        service.subscriptions,
+        project=str(settings.project_dir),
+        context=settings.context_address,
+    )

@@ -5,9 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from parley.core.bus.base import Subscription
-from parley.core.bus.kafka import KafkaBus
-from parley.core.grpc import GrpcServer, ServiceRegistration
-from parley.core.lifecycle import run_until_signal
+from parley.core.grpc import ServiceRegistration
+from parley.core.lifecycle import serve_service
 from parley.core.logging import configure_logging, get_logger
 from parley.core.project import Project, load_project
 from parley.core.telemetry import setup_tracing
@@ -54,18 +53,6 @@ async def serve(settings: GeneratorSettings | None = None) -> None:
     configure_logging(settings.log, service="generator")
     setup_tracing("generator", settings.telemetry)
     service = build_generator(settings)
-    bus = KafkaBus(settings.kafka)
-    for subscription in service.subscriptions:
-        bus.subscribe(subscription)
-    server = GrpcServer([service.registration], host=settings.grpc_host, port=settings.grpc_port)
-
-    async def start() -> None:
-        await bus.start()
-        await server.start()
-        log.info("generator ready", project=str(settings.project_dir))
-
-    async def stop() -> None:
-        await server.stop(settings.shutdown_grace_s)
-        await bus.stop()
-
-    await run_until_signal(start, stop)
+    await serve_service(
+        "generator", settings, service.registration, service.subscriptions, project=str(settings.project_dir)
+    )

@@ -8,9 +8,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from parley.core.bus.base import Subscription
-from parley.core.bus.kafka import KafkaBus
-from parley.core.grpc import GrpcServer, ServiceRegistration
-from parley.core.lifecycle import run_until_signal
+from parley.core.grpc import ServiceRegistration
+from parley.core.lifecycle import serve_service
 from parley.core.logging import configure_logging, get_logger
 from parley.core.project import Project, load_project
 from parley.core.telemetry import setup_tracing
@@ -99,20 +98,11 @@ async def serve(settings: NluSettings | None = None) -> None:
     configure_logging(settings.log, service="nlu")
     setup_tracing("nlu", settings.telemetry)
     service = await asyncio.to_thread(build_nlu, settings)
-    bus = KafkaBus(settings.kafka)
-    for subscription in service.subscriptions:
-        bus.subscribe(subscription)
-    server = GrpcServer([service.registration], host=settings.grpc_host, port=settings.grpc_port)
-
-    async def start() -> None:
-        await bus.start()
-        await server.start()
-        log.info(
-            "nlu service started", model_version=service.model_version, intents=len(service.parser.intents)
-        )
-
-    async def stop() -> None:
-        await server.stop(settings.shutdown_grace_s)
-        await bus.stop()
-
-    await run_until_signal(start, stop)
+    await serve_service(
+        "nlu",
+        settings,
+        service.registration,
+        service.subscriptions,
+        model_version=service.model_version,
+        intents=len(service.parser.intents),
+    )
