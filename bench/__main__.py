@@ -14,6 +14,7 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+from bench.context import bench_context
 from bench.nlu import bench_nlu
 from bench.nlu_datasets import bench_nlu_datasets
 from bench.sentiment import bench_sentiment
@@ -22,6 +23,7 @@ from parley.core.logging import configure_logging
 from parley.core.settings import LogSettings
 
 BENCHMARKS = {
+    "context": bench_context,
     "nlu": bench_nlu,
     "nlu-datasets": bench_nlu_datasets,
     "sentiment": bench_sentiment,

@@ -27,7 +27,7 @@ def test_settings_read_their_env_prefix(monkeypatch: pytest.MonkeyPatch) -> None
 
 def test_migrations_ship_inside_the_package() -> None:
     migrations = load_migrations("parley.context.migrations", ".")
-    assert [(m.version, m.name) for m in migrations] == [(1, "initial")]
+    assert [(m.version, m.name) for m in migrations] == [(1, "initial"), (2, "memory_entities_feedback")]
     assert "CREATE TABLE IF NOT EXISTS turn_events" in migrations[0].sql
 
 

@@ -11,6 +11,7 @@ import pytest_asyncio
 
 from parley.common.v1 import common_pb2
 from parley.context.app import ContextService
+from parley.context.domain.models import EntityUpdate
 from parley.context.v1 import context_pb2 as ctx
 from parley.context.v1 import context_pb2_grpc
 from parley.core.context_client import ContextClient, from_struct
@@ -203,6 +204,39 @@ async def test_append_get_page_search_export_delete(stub: context_pb2_grpc.Conte
             "principal.user_id is required",
         ),
         ("DeleteUserData", ctx.DeleteUserDataRequest(), "principal is required"),
+        ("Remember", ctx.RememberRequest(principal=_principal()), "text is required"),
+        (
+            "Remember",
+            ctx.RememberRequest(principal=_principal(), text="x" * 2_001),
+            "text is longer than 2000 characters",
+        ),
+        ("GetContext", ctx.GetContextRequest(principal=_principal()), "conversation_id is required"),
+        (
+            "QueryEntities",
+            ctx.QueryEntitiesRequest(conversation_id="nope", principal=_principal()),
+            "conversation_id must be a UUID",
+        ),
+        (
+            "UpdateProfile",
+            ctx.UpdateProfileRequest(
+                profile=ctx.UserProfile(principal=_principal(), timezone="Mars/Olympus_Mons")
+            ),
+            "timezone",
+        ),
+        (
+            "RecordFeedback",
+            ctx.RecordFeedbackRequest(
+                principal=_principal(), feedback=ctx.Feedback(conversation_id=str(uuid.uuid4()), rating=9)
+            ),
+            "rating must be 1 to 5",
+        ),
+        (
+            "RecordFeedback",
+            ctx.RecordFeedbackRequest(
+                principal=_principal(), feedback=ctx.Feedback(conversation_id=str(uuid.uuid4()))
+            ),
+            "feedback needs a rating, resolved or a comment",
+        ),
     ],
 )
 async def test_bad_requests_are_invalid_argument_with_a_clear_message(
@@ -283,3 +317,82 @@ async def test_append_events_logs_each_event_once_and_rejects_mismatched_payload
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await stub.AppendEvents(ctx.AppendEventsRequest())
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def test_memories_are_remembered_once_and_found_by_similarity_for_their_owner_only(
+    stub: context_pb2_grpc.ContextServiceStub,
+) -> None:
+    me, other = _principal("mem-alice"), _principal("mem-bob")
+    seat = await stub.Remember(
+        ctx.RememberRequest(principal=me, text="prefers window seats", kind="preference")
+    )
+    again = await stub.Remember(
+        ctx.RememberRequest(principal=me, text="prefers window seats", kind="preference")
+    )
+    assert again.memory.memory_id == seat.memory.memory_id
+    await stub.Remember(ctx.RememberRequest(principal=me, text="is allergic to peanuts"))
+    await stub.Remember(ctx.RememberRequest(principal=other, text="prefers window seats on long flights"))
+
+    found = await stub.SearchMemory(
+        ctx.SearchMemoryRequest(principal=me, query="window seat please", limit=5)
+    )
+    assert found.memories[0].text == "prefers window seats"
+    assert found.memories[0].kind == "preference"
+    assert found.memories[0].score > found.memories[-1].score
+    assert all("long flights" not in m.text for m in found.memories)
+
+
+async def test_get_context_query_entities_profile_and_feedback(
+    stub: context_pb2_grpc.ContextServiceStub, context_service: ContextService
+) -> None:
+    me = _principal("ctx-carol")
+    created = await stub.CreateConversation(ctx.CreateConversationRequest(principal=me))
+    cid = created.conversation.conversation_id
+    profile = ctx.UserProfile(principal=me, display_name="Carol", timezone="Europe/Berlin", locale="de-DE")
+    profile.preferences.update({"prefers_brief": True})
+    stored = (await stub.UpdateProfile(ctx.UpdateProfileRequest(profile=profile))).profile
+    assert (stored.timezone, from_struct(stored.preferences)) == ("Europe/Berlin", {"prefers_brief": True})
+    assert (await stub.GetProfile(ctx.GetProfileRequest(principal=me))).profile.display_name == "Carol"
+
+    store = context_service.store
+    await store.update_entities(cid, "t1", "ev-1", [EntityUpdate("city", "Berlin", {"role": "destination"})])
+    await store.update_entities(cid, "t2", "ev-2", [EntityUpdate("city", "Paris", {"role": "destination"})])
+    await store.update_entities(cid, "t2", "ev-2b", [EntityUpdate("order_id", "12345")])
+
+    everything = await stub.QueryEntities(ctx.QueryEntitiesRequest(conversation_id=cid, principal=me))
+    assert {(e.entity_type, e.value) for e in everything.entities} == {
+        ("city", "Paris"),
+        ("order_id", "12345"),
+    }
+    query = ctx.QueryEntitiesRequest(
+        conversation_id=cid, principal=me, entity_type="city", include_history=True
+    )
+    query.attributes.update({"role": "destination"})
+    cities = await stub.QueryEntities(query)
+    assert [(e.value, e.mentions) for e in cities.entities] == [("Paris", 2)]
+    assert [(c.previous_value, c.value) for c in cities.history] == [("", "Berlin"), ("Berlin", "Paris")]
+
+    snapshot = (await stub.GetContext(ctx.GetContextRequest(conversation_id=cid, principal=me))).context
+    assert snapshot.profile.timezone == "Europe/Berlin"
+    assert {e.value for e in snapshot.entities} == {"Paris", "12345"}
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await stub.GetContext(ctx.GetContextRequest(conversation_id=cid, principal=_principal("ctx-eve")))
+    assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+
+    feedback = ctx.Feedback(conversation_id=cid, rating=4, resolved=True, comment="quick and right")
+    saved = (await stub.RecordFeedback(ctx.RecordFeedbackRequest(principal=me, feedback=feedback))).feedback
+    assert (saved.rating, saved.resolved, saved.comment) == (4, True, "quick and right")
+    assert uuid.UUID(saved.feedback_id)
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await stub.RecordFeedback(
+            ctx.RecordFeedbackRequest(principal=_principal("ctx-eve"), feedback=feedback)
+        )
+    assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+
+    export = await stub.ExportUserData(ctx.ExportUserDataRequest(principal=me))
+    assert export.profile.display_name == "Carol"
+    assert {e.value for e in export.entities} == {"Paris", "12345"}
+    assert [f.comment for f in export.feedback] == ["quick and right"]
+    deleted = await stub.DeleteUserData(ctx.DeleteUserDataRequest(principal=me))
+    assert (deleted.conversations_deleted, deleted.feedback_deleted, deleted.profiles_deleted) == (1, 1, 1)
+    assert deleted.entities_deleted >= 2

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 
 import asyncpg
 import pytest
@@ -11,11 +12,13 @@ from parley.common.v1 import common_pb2
 from parley.context.adapters.postgres import PostgresStore
 from parley.context.adapters.stage import ContextStage
 from parley.context.app import ContextService
+from parley.context.domain.models import NewMessage, Role, UserProfile
 from parley.core.bus.memory import InMemoryBus
 from parley.core.context_client import from_struct
 from parley.core.errors import PoisonEventError
 from parley.core.events import Topic, derive_event, new_event
 from parley.generator.v1 import generator_pb2
+from parley.nlu.v1 import nlu_pb2
 from parley.turn.v1 import turn_event_pb2 as pb
 
 pytestmark = pytest.mark.integration
@@ -25,7 +28,7 @@ WINDOW = 3  # the conftest builds the service with window=3
 
 @pytest.fixture
 def stage(context_service: ContextService) -> ContextStage:
-    return ContextStage(context_service.store, WINDOW)
+    return context_service.stage
 
 
 def _user_message(cid: str, text: str, tenant: str = "acme", user: str = "alice") -> pb.TurnEvent:
@@ -46,12 +49,12 @@ async def _count(pool: asyncpg.Pool, sql: str, *args: object) -> int:
         return await conn.fetchval(sql, *args)
 
 
-async def test_subscription_is_the_context_group_on_user_messages_and_replies(
+async def test_subscription_is_the_context_group_on_user_messages_understood_turns_and_replies(
     context_service: ContextService,
 ) -> None:
     [subscription] = context_service.subscriptions
     assert subscription.name == "context"
-    assert set(subscription.topics) == {Topic.USER_MESSAGE, Topic.REPLIED}
+    assert set(subscription.topics) == {Topic.USER_MESSAGE, Topic.UNDERSTOOD, Topic.REPLIED}
     assert not subscription.broadcast
 
 
@@ -167,3 +170,80 @@ async def test_stage_runs_on_the_bus_and_dead_letters_a_bad_conversation_id(
     assert [m.text for m in outputs[0][1].contextualized.context.recent_messages] == ["over the bus"]
     [letter] = bus.dead_letters
     assert "conversation_id must be a UUID" in letter.error
+
+
+def _understood(cause: pb.TurnEvent, *entities: nlu_pb2.Entity) -> pb.TurnEvent:
+    understanding = nlu_pb2.ParseResult(entities=list(entities))
+    return derive_event(
+        cause, "nlu", understood=pb.UnderstoodTurn(text=cause.user_message.text, understanding=understanding)
+    )
+
+
+async def test_entities_of_understood_turns_are_tracked_and_it_resolves_to_the_order_in_focus(
+    stage: ContextStage, context_service: ContextService
+) -> None:
+    cid = str(uuid.uuid4())
+    first = _user_message(cid, "My order number is 12345")
+    await stage.handle(first)
+    order = nlu_pb2.Entity(type="order_id", text="12345", value="12345", start=19, end=24, extractor="regex")
+    understood = _understood(first, order)
+    assert await stage.handle(understood) == []
+    assert await stage.handle(understood) == []  # redelivered: nothing changes
+    await stage.handle(_replied(first, "Thanks, I found order 12345."))
+
+    [entity] = await context_service.store.current_entities(cid)
+    assert (entity.entity_type, entity.value, entity.mentions) == ("order_id", "12345", 1)
+
+    [out] = await stage.handle(_user_message(cid, "When will it arrive?"))
+    turn = out.event.contextualized
+    assert turn.text == "When will it arrive?"
+    assert turn.resolved_text == "When will order 12345 arrive?"
+    [reference] = [r for r in turn.references if r.kind == "pronoun"]
+    assert (reference.text, reference.entity_type, reference.entity_value) == ("it", "order_id", "12345")
+    assert turn.text[reference.start : reference.end] == "it"
+    assert [(e.entity_type, e.value) for e in turn.context.entities] == [("order_id", "12345")]
+
+
+async def test_relative_dates_resolve_in_the_users_timezone_from_their_profile(
+    stage: ContextStage, context_service: ContextService
+) -> None:
+    cid = str(uuid.uuid4())
+    await context_service.store.create_conversation(cid, "acme", "kiri")
+    await context_service.store.upsert_profile(UserProfile("acme", "kiri", timezone="Pacific/Auckland"))
+    event = _user_message(cid, "Can you deliver it tomorrow?", user="kiri")
+    # 12:00 UTC on Wednesday 25 November is already 01:00 on Thursday 26 November in Auckland.
+    event.occurred_at.FromDatetime(datetime(2026, 11, 25, 12, 0, tzinfo=UTC))
+    [out] = await stage.handle(event)
+    turn = out.event.contextualized
+    assert turn.timezone == "Pacific/Auckland"
+    assert turn.reference_time.ToDatetime(tzinfo=UTC) == datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+    [temporal] = [r for r in turn.references if r.kind == "temporal"]
+    assert temporal.text == "tomorrow"
+    assert temporal.resolved_text == "2026-11-27"
+    assert turn.context.profile.timezone == "Pacific/Auckland"
+
+
+async def test_a_long_conversation_is_summarised_and_a_turn_still_loads_a_bounded_window(
+    stage: ContextStage, context_service: ContextService
+) -> None:
+    store = context_service.store
+    settings = context_service.settings
+    cid = str(uuid.uuid4())
+    await store.create_conversation(cid, "acme", "alice")
+    history = [NewMessage(cid, "t0", Role.USER, "My order number is 12345", f"{cid}-0")]
+    history += [
+        NewMessage(cid, f"t{i}", Role.BOT if i % 2 else Role.USER, f"filler message number {i}", f"{cid}-{i}")
+        for i in range(1, 300)
+    ]
+    await store.append_messages(history)
+
+    [out] = await stage.handle(_user_message(cid, "and what now?"))
+    context = out.event.contextualized.context
+    assert context.total_messages == 301
+    assert len(context.recent_messages) == WINDOW
+    assert context.recent_messages[-1].text == "and what now?"
+    assert "12345" in context.summary
+    summary = await store.get_summary(cid)
+    assert summary is not None
+    # Everything but the newest max_context_length messages is folded; those stay out of the summary.
+    assert summary.message_count == 301 - settings.max_context_length

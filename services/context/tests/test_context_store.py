@@ -11,12 +11,33 @@ import pytest
 
 from parley.context.adapters.postgres import PostgresStore
 from parley.context.app import ContextService, migrate
-from parley.context.domain.models import NewMessage, Role
+from parley.context.domain.models import (
+    EntityUpdate,
+    Feedback,
+    NewMessage,
+    Role,
+    UserDeletion,
+    UserExport,
+    UserProfile,
+)
 from parley.core.errors import ConflictError, InvalidInputError, NotFoundError
 
 pytestmark = pytest.mark.integration
 
-TABLES = ("conversations", "messages", "dialog_state", "turn_events")
+TABLES = (
+    "conversations",
+    "messages",
+    "dialog_state",
+    "turn_events",
+    "tenants",
+    "users",
+    "entity_state",
+    "entity_changes",
+    "entity_events",
+    "memories",
+    "feedback",
+    "conversation_summaries",
+)
 
 
 @pytest.fixture
@@ -45,7 +66,7 @@ async def test_migrations_apply_once_and_twice_is_a_no_op(
         )
         applied = await conn.fetch("SELECT version FROM schema_migrations WHERE component = 'context'")
     assert sorted(r["table_name"] for r in present) == sorted(TABLES)
-    assert [r["version"] for r in applied] == [1]
+    assert sorted(r["version"] for r in applied) == [1, 2]
 
 
 async def test_create_conversation_is_idempotent_for_the_owner_and_conflicts_for_another(
@@ -96,9 +117,23 @@ async def test_duplicate_event_is_appended_once(store: PostgresStore, pool: asyn
     assert await store.append_message(message) is True
     assert await store.append_message(message) is False
     assert await store.append_messages([message, _msg(cid, "second")]) == 1
+    # The consumed event itself and the entities it carried are stored once too.
+    occurred = datetime.now(UTC)
+    assert await store.record_event("evt-dup-1", cid, "turn-1", "user_message", b"\x01", occurred) is True
+    assert await store.record_event("evt-dup-1", cid, "turn-1", "user_message", b"\x01", occurred) is False
+    updates = [EntityUpdate("order_id", "A-1")]
+    for _ in range(2):
+        await store.update_entities(cid, "turn-1", "evt-dup-understood", updates)
     async with pool.acquire() as conn:
-        count = await conn.fetchval("SELECT count(*) FROM messages WHERE event_id = 'evt-dup-1'")
-    assert count == 1
+        counts = await conn.fetchrow(
+            "SELECT (SELECT count(*) FROM messages WHERE event_id = 'evt-dup-1') AS messages, "
+            "       (SELECT count(*) FROM turn_events WHERE event_id = 'evt-dup-1') AS events, "
+            "       (SELECT count(*) FROM entity_changes WHERE event_id = 'evt-dup-understood') AS changes, "
+            "       (SELECT mentions FROM entity_state WHERE conversation_id = $1) AS mentions, "
+            "       (SELECT message_count FROM conversations WHERE id = $1) AS message_count",
+            uuid.UUID(cid),
+        )
+    assert dict(counts) == {"messages": 1, "events": 1, "changes": 1, "mentions": 1, "message_count": 2}
 
 
 async def test_appending_to_an_unknown_conversation_is_not_found(store: PostgresStore) -> None:
@@ -213,29 +248,100 @@ async def test_search_finds_only_that_users_messages(store: PostgresStore) -> No
         await store.search_messages(tenant, "alice", "   ", 10)
 
 
+# Tables whose rows belong to a user through a conversation, and through the user directly.
+CONVERSATION_TABLES = (
+    "messages",
+    "dialog_state",
+    "turn_events",
+    "entity_state",
+    "entity_changes",
+    "entity_events",
+    "feedback",
+    "conversation_summaries",
+)
+OWNER_TABLES = ("users", "memories")
+
+
+async def _populate(store: PostgresStore, tenant: str, user: str, conversations: int) -> list[str]:
+    """A user with rows in every table: profile, conversations with all their parts, memories."""
+    now = datetime.now(UTC)
+    await store.upsert_profile(UserProfile(tenant, user, display_name=user, timezone="Europe/Paris"))
+    ids = []
+    for n in range(conversations):
+        cid = _cid()
+        ids.append(cid)
+        await store.create_conversation(cid, tenant, user)
+        await store.append_messages([_msg(cid, f"{user} says hi"), _msg(cid, "bot says hi", Role.BOT)])
+        await store.update_state(cid, 0, {"who": user})
+        await store.record_event(f"ev-{cid}", cid, "turn-1", "user_message", b"\x01\x02", now)
+        await store.update_entities(
+            cid, "turn-1", f"ent1-{cid}", [EntityUpdate("order_id", "A-1"), EntityUpdate("city", "Paris")]
+        )
+        await store.update_entities(cid, "turn-2", f"ent2-{cid}", [EntityUpdate("order_id", "B-2")])
+        await store.record_feedback(tenant, user, Feedback("", cid, "turn-1", 5, True, "great", now))
+        await store.save_summary(cid, f"{user} greeted the bot", 1, 1)
+        await store.remember(tenant, user, f"{user} fact {n}", "fact", [1.0, float(n)], conversation_id=cid)
+    await store.remember(tenant, user, f"{user} likes tea", "preference", [0.0, 1.0])
+    return ids
+
+
+async def _rows_per_table(
+    pool: asyncpg.Pool, tenant: str, user: str, conversations: list[str]
+) -> dict[str, int]:
+    """Rows of that user in each table (by the conversation ids known beforehand, so deleted ones count)."""
+    ids = [uuid.UUID(c) for c in conversations]
+    async with pool.acquire() as conn:
+        counts = {
+            "conversations": await conn.fetchval(
+                "SELECT count(*) FROM conversations "
+                "WHERE id = ANY($1::uuid[]) OR (tenant_id = $2 AND user_id = $3)",
+                ids,
+                tenant,
+                user,
+            )
+        }
+        for table in CONVERSATION_TABLES:
+            counts[table] = await conn.fetchval(
+                f"SELECT count(*) FROM {table} WHERE conversation_id = ANY($1::uuid[])", ids
+            )
+        for table in OWNER_TABLES:
+            counts[table] = await conn.fetchval(
+                f"SELECT count(*) FROM {table} WHERE tenant_id = $1 AND user_id = $2", tenant, user
+            )
+    return counts
+
+
 async def test_export_returns_everything_of_a_user_and_delete_removes_only_it(
     store: PostgresStore, pool: asyncpg.Pool
 ) -> None:
     tenant = f"t-{uuid.uuid4().hex[:6]}"
-    alice = [_cid(), _cid()]
-    bob = _cid()
-    for cid in alice:
-        await store.create_conversation(cid, tenant, "alice")
-        await store.append_message(_msg(cid, f"hi from {cid}"))
-        await store.append_message(_msg(cid, "bot says hi", Role.BOT))
-        await store.update_state(cid, 0, {"who": "alice"})
-        await store.record_event(f"ev-{cid}", cid, "turn-1", "user_message", b"\x01\x02", datetime.now(UTC))
-    await store.create_conversation(bob, tenant, "bob")
-    await store.append_message(_msg(bob, "bob's message"))
-    await store.update_state(bob, 0, {"who": "bob"})
-    await store.record_event(f"ev-{bob}", bob, "turn-1", "user_message", b"\x03", datetime.now(UTC))
+    other_tenant = f"{tenant}-other"
+    alice = await _populate(store, tenant, "alice", 2)
+    bob = await _populate(store, tenant, "bob", 1)
     # Same user id in another tenant is another person.
-    elsewhere = _cid()
-    await store.create_conversation(elsewhere, f"{tenant}-other", "alice")
+    elsewhere = await _populate(store, other_tenant, "alice", 1)
+
+    before = await _rows_per_table(pool, tenant, "alice", alice)
+    assert all(before.values()), before  # the user has rows in every table
+    assert before == {
+        "conversations": 2,
+        "messages": 4,
+        "dialog_state": 2,
+        "turn_events": 2,
+        "entity_state": 4,
+        "entity_changes": 6,
+        "entity_events": 4,
+        "feedback": 2,
+        "conversation_summaries": 2,
+        "users": 1,
+        "memories": 3,
+    }
+    bob_before = await _rows_per_table(pool, tenant, "bob", bob)
+    elsewhere_before = await _rows_per_table(pool, other_tenant, "alice", elsewhere)
 
     export = await store.export_user(tenant, "alice")
     assert sorted(c.conversation_id for c in export.conversations) == sorted(alice)
-    assert len(export.messages) == 4
+    assert len(export.messages) == before["messages"]
     assert {m.conversation_id for m in export.messages} == set(alice)
     # Grouped by conversation, oldest first within each.
     by_conversation = [m.conversation_id for m in export.messages]
@@ -243,18 +349,40 @@ async def test_export_returns_everything_of_a_user_and_delete_removes_only_it(
     assert [s.data for s in export.states] == [{"who": "alice"}, {"who": "alice"}]
     assert sorted(e.event_id for e in export.events) == sorted(f"ev-{c}" for c in alice)
     assert export.events[0].payload == b"\x01\x02"
+    assert export.profile is not None
+    assert (export.profile.display_name, export.profile.timezone) == ("alice", "Europe/Paris")
+    assert sorted(m.text for m in export.memories) == ["alice fact 0", "alice fact 1", "alice likes tea"]
+    assert {(m.tenant_id, m.user_id) for m in export.memories} == {(tenant, "alice")}
+    assert len(export.entities) == before["entity_state"]
+    assert len(export.entity_history) == before["entity_changes"]
+    assert [(c.previous_value, c.value) for c in export.entity_history if c.entity_type == "order_id"] == [
+        (None, "A-1"),
+        ("A-1", "B-2"),
+    ] * 2
+    assert len(export.feedback) == before["feedback"]
+    assert {f.conversation_id for f in export.feedback} == set(alice)
+    assert sorted(s.conversation_id for s in export.summaries) == sorted(alice)
+    # Every exported row is alice's (entity_events, the ledger of applied event ids, is bookkeeping only).
+    for rows in (export.messages, export.states, export.events, export.entities, export.entity_history):
+        assert {r.conversation_id for r in rows} <= set(alice)
 
     deleted = await store.delete_user(tenant, "alice")
-    assert (deleted.conversations, deleted.messages, deleted.states, deleted.events) == (2, 4, 2, 2)
+    assert deleted == UserDeletion(
+        conversations=2, messages=4, states=2, events=2, memories=3, entities=4 + 6, feedback=2, profiles=1
+    )
+    after = await _rows_per_table(pool, tenant, "alice", alice)
+    assert after == dict.fromkeys(before, 0)
+    assert await _rows_per_table(pool, tenant, "bob", bob) == bob_before
+    assert await _rows_per_table(pool, other_tenant, "alice", elsewhere) == elsewhere_before
+    async with pool.acquire() as conn:  # bob's tenant is still there
+        assert await conn.fetchval("SELECT count(*) FROM tenants WHERE id = $1", tenant) == 1
     empty = await store.export_user(tenant, "alice")
-    assert (empty.conversations, empty.messages, empty.states, empty.events) == ([], [], [], [])
-    async with pool.acquire() as conn:
-        for table in TABLES:
-            key = "id" if table == "conversations" else "conversation_id"
-            left = await conn.fetchval(f"SELECT count(*) FROM {table} WHERE {key} = ANY($1::uuid[])", alice)
-            assert left == 0, table
-    bobs = await store.export_user(tenant, "bob")
-    assert (len(bobs.conversations), len(bobs.messages), len(bobs.states), len(bobs.events)) == (1, 1, 1, 1)
-    assert (await store.get_conversation(elsewhere, f"{tenant}-other", "alice")).conversation_id == elsewhere
+    assert empty == UserExport([], [], [], [])
+    assert (await store.get_profile(tenant, "alice")).updated_at is None
+    assert (await store.get_conversation(elsewhere[0], other_tenant, "alice")).conversation_id == elsewhere[0]
     again = await store.delete_user(tenant, "alice")
-    assert again.conversations == 0
+    assert again == UserDeletion(0, 0, 0, 0)
+    # The user may come back: a new conversation starts from nothing.
+    fresh = _cid()
+    await store.create_conversation(fresh, tenant, "alice")
+    assert (await store.load_context(fresh, 10)).total_messages == 0

@@ -89,3 +89,46 @@ async def test_stage_on_the_in_memory_bus(parser):
     assert [e.understood.understanding.intent.name for e in understood] == ["delivery_question"]
     assert understood[0].causation_id == good.event_id
     assert [d.key for d in bus.dead_letters] == ["c-bad"]
+
+
+async def test_referenced_entities_join_the_result_and_dates_use_the_users_clock(parser):
+    from datetime import UTC, datetime  # noqa: PLC0415
+
+    stage = NluStage(parser)
+    cause = _contextualized("Will it arrive tomorrow?")
+    turn = cause.contextualized
+    turn.references.append(
+        context_pb2.Reference(
+            kind="pronoun",
+            text="it",
+            start=5,
+            end=7,
+            entity_type="order_id",
+            entity_value="12345",
+            confidence=0.9,
+        )
+    )
+    turn.reference_time.FromDatetime(datetime(2026, 11, 25, 12, 0, tzinfo=UTC))
+    turn.timezone = "Pacific/Auckland"  # already Thursday 26 November there
+    [out] = await stage.handle(cause)
+    entities = {e.type: e for e in out.event.understood.understanding.entities}
+    assert (entities["order_id"].value, entities["order_id"].extractor) == ("12345", "context")
+    assert (entities["order_id"].start, entities["order_id"].end) == (5, 7)
+    dates = [
+        e
+        for e in out.event.understood.understanding.entities
+        if "kind" in e.resolved and e.resolved["kind"] == "date"
+    ]
+    assert [d.value for d in dates] == ["2026-11-27"]
+
+
+async def test_an_entity_the_text_names_wins_over_a_reference_and_a_bad_timezone_reads_as_utc(parser):
+    stage = NluStage(parser)
+    cause = _contextualized("My order number is 12345")
+    cause.contextualized.references.append(
+        context_pb2.Reference(kind="pronoun", text="it", entity_type="order_id", entity_value="99999")
+    )
+    cause.contextualized.timezone = "Not/AZone"
+    [out] = await stage.handle(cause)
+    values = [e.value for e in out.event.understood.understanding.entities if e.type == "order_id"]
+    assert values == ["12345"]

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
 from parley.context.adapters.grpc import SERVICE_NAME, ContextServicer
 from parley.context.adapters.postgres import PostgresStore
 from parley.context.adapters.stage import ContextStage
+from parley.context.assembler import ContextAssembler
+from parley.context.domain.embedding import HashedEmbedder
+from parley.context.domain.references import ReferenceResolver
+from parley.context.domain.summary import ExtractiveSummariser
 from parley.context.settings import ContextSettings
 from parley.context.v1 import context_pb2_grpc
 from parley.core.bus.base import Subscription
@@ -19,6 +26,7 @@ from parley.core.grpc import GrpcServer, ServiceRegistration
 from parley.core.lifecycle import run_until_signal
 from parley.core.logging import configure_logging, get_logger
 from parley.core.telemetry import setup_tracing
+from parley.core.temporal import TemporalFinder
 
 log = get_logger(__name__)
 
@@ -33,6 +41,30 @@ class ContextService:
     servicer: ContextServicer
     registration: ServiceRegistration
     subscriptions: list[Subscription]
+    stage: ContextStage
+    assembler: ContextAssembler
+    settings: ContextSettings
+
+    async def purge_expired(self) -> int:
+        """Apply the retention setting once; returns the rows deleted (0 when retention is off)."""
+        if self.settings.retention_days is None:
+            return 0
+        cutoff = datetime.now(UTC) - timedelta(days=self.settings.retention_days)
+        deleted = await self.store.purge_expired(cutoff)
+        if deleted:
+            log.info("retention purge", deleted=deleted, older_than=cutoff.isoformat())
+        return deleted
+
+    async def run_retention(self) -> None:
+        """Purge expired history every ``purge_interval_s`` until cancelled (no-op when retention is off)."""
+        if self.settings.retention_days is None:
+            return
+        while True:
+            try:
+                await self.purge_expired()
+            except Exception:  # a failed purge is retried next interval; it must not stop the service
+                log.exception("retention purge failed")
+            await asyncio.sleep(self.settings.purge_interval_s)
 
 
 async def migrate(pool: asyncpg.Pool) -> list[int]:
@@ -44,8 +76,15 @@ async def build_context(settings: ContextSettings, pool: asyncpg.Pool) -> Contex
     """Migrate the database behind ``pool`` and wire the service on it (the pool stays the caller's)."""
     await migrate(pool)
     store = PostgresStore(pool)
-    servicer = ContextServicer(store)
-    stage = ContextStage(store, settings.window)
+    embedder = HashedEmbedder()
+    assembler = ContextAssembler(
+        store, embedder, ExtractiveSummariser(settings.summary_token_budget), settings
+    )
+    servicer = ContextServicer(store, embedder, assembler)
+    # Load dateparser's data now, not on the first message that needs its fallback.
+    temporal = TemporalFinder()
+    await asyncio.to_thread(temporal.warm)
+    stage = ContextStage(store, assembler, ReferenceResolver(embedder=embedder, temporal=temporal))
     return ContextService(
         store=store,
         servicer=servicer,
@@ -53,6 +92,9 @@ async def build_context(settings: ContextSettings, pool: asyncpg.Pool) -> Contex
             context_pb2_grpc.add_ContextServiceServicer_to_server, servicer, SERVICE_NAME
         ),
         subscriptions=[stage.subscription()],
+        stage=stage,
+        assembler=assembler,
+        settings=settings,
     )
 
 
@@ -77,13 +119,20 @@ async def serve(settings: ContextSettings | None = None) -> None:
         bus.subscribe(subscription)
     server = GrpcServer([service.registration], host=settings.grpc_host, port=settings.grpc_port)
 
+    retention: list[asyncio.Task[None]] = []
+
     async def start() -> None:
         await server.start()
         await bus.start()
+        retention.append(asyncio.create_task(service.run_retention(), name="context-retention"))
 
     async def stop() -> None:
         # Stop taking events, drain gRPC calls, then release the database they used.
         try:
+            for task in retention:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await bus.stop()
             await server.stop(settings.shutdown_grace_s)
         finally:

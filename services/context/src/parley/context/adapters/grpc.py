@@ -15,13 +15,20 @@ from google.protobuf.message import DecodeError
 from parley.common.v1 import common_pb2
 from parley.context.adapters.protobuf import (
     conversation_pb,
+    entity_change_pb,
+    entity_pb,
     event_pb,
+    feedback_pb,
     from_timestamp,
+    memory_pb,
     message_pb,
+    profile_pb,
     role_from_pb,
+    snapshot_pb,
     state_pb,
 )
-from parley.context.domain.models import NewMessage, Principal
+from parley.context.assembler import ContextAssembler
+from parley.context.domain.models import Feedback, NewMessage, Principal, UserProfile
 from parley.context.domain.validation import (
     MAX_PAGE_SIZE,
     check_identifier,
@@ -31,7 +38,7 @@ from parley.context.domain.validation import (
     check_text,
     parse_uuid,
 )
-from parley.context.ports import ConversationStore
+from parley.context.ports import ConversationStore, Embedder
 from parley.context.v1 import context_pb2 as ctx
 from parley.context.v1 import context_pb2_grpc
 from parley.core.context_client import from_struct
@@ -40,6 +47,9 @@ from parley.turn.v1 import turn_event_pb2
 
 SERVICE_NAME = "parley.context.v1.ContextService"
 MAX_APPEND_BATCH = MAX_PAGE_SIZE
+MAX_MEMORY_TEXT = 2_000
+MAX_COMMENT = 2_000
+MAX_KIND = 64
 
 
 def _principal(principal: common_pb2.Principal) -> Principal:
@@ -65,8 +75,10 @@ def _new_message(m: common_pb2.ChatMessage, index: int) -> NewMessage:
 class ContextServicer(context_pb2_grpc.ContextServiceServicer):
     """Every RPC of ``parley.context.v1.ContextService`` over a :class:`ConversationStore`."""
 
-    def __init__(self, store: ConversationStore) -> None:
+    def __init__(self, store: ConversationStore, embedder: Embedder, assembler: ContextAssembler) -> None:
         self._store = store
+        self._embedder = embedder
+        self._assembler = assembler
 
     async def CreateConversation(
         self, request: ctx.CreateConversationRequest, context: grpc.aio.ServicerContext
@@ -139,8 +151,125 @@ class ContextServicer(context_pb2_grpc.ContextServiceServicer):
         if not request.query.strip():
             raise InvalidInputError("query is required")
         limit = check_search_limit(request.limit)
-        hits = await self._store.search_messages(owner.tenant_id, owner.user_id, request.query, limit)
-        return ctx.SearchMemoryResponse(hits=[message_pb(m) for m in hits])
+        query = check_text(request.query, "query")[:MAX_MEMORY_TEXT]
+        hits = await self._store.search_messages(owner.tenant_id, owner.user_id, query, limit)
+        memories = await self._store.search_memories(
+            owner.tenant_id, owner.user_id, self._embedder.embed(query), limit
+        )
+        return ctx.SearchMemoryResponse(
+            hits=[message_pb(m) for m in hits], memories=[memory_pb(m) for m in memories]
+        )
+
+    async def Remember(
+        self, request: ctx.RememberRequest, context: grpc.aio.ServicerContext
+    ) -> ctx.RememberResponse:
+        owner = _principal(request.principal)
+        text = check_text(request.text, "text").strip()
+        if not text:
+            raise InvalidInputError("text is required")
+        if len(text) > MAX_MEMORY_TEXT:
+            raise InvalidInputError(f"text is longer than {MAX_MEMORY_TEXT} characters")
+        kind = request.kind or "fact"
+        check_identifier(kind, "kind")
+        if len(kind) > MAX_KIND:
+            raise InvalidInputError(f"kind is longer than {MAX_KIND} characters")
+        conversation_id = ""
+        if request.conversation_id:
+            conversation_id = str(parse_uuid(request.conversation_id))
+            await self._store.get_conversation(conversation_id, owner.tenant_id, owner.user_id)
+        memory = await self._store.remember(
+            owner.tenant_id,
+            owner.user_id,
+            text,
+            kind,
+            self._embedder.embed(text),
+            metadata=from_struct(request.metadata),
+            conversation_id=conversation_id,
+        )
+        return ctx.RememberResponse(memory=memory_pb(memory))
+
+    async def GetContext(
+        self, request: ctx.GetContextRequest, context: grpc.aio.ServicerContext
+    ) -> ctx.GetContextResponse:
+        cid = str(parse_uuid(request.conversation_id))
+        owner = _principal(request.principal)
+        await self._store.get_conversation(cid, owner.tenant_id, owner.user_id)
+        query = check_text(request.query, "query")[:MAX_MEMORY_TEXT]
+        assembled = await self._assembler.assemble(cid, owner, query)
+        return ctx.GetContextResponse(context=snapshot_pb(assembled))
+
+    async def QueryEntities(
+        self, request: ctx.QueryEntitiesRequest, context: grpc.aio.ServicerContext
+    ) -> ctx.QueryEntitiesResponse:
+        cid = str(parse_uuid(request.conversation_id))
+        owner = _principal(request.principal)
+        entity_type = check_identifier(request.entity_type, "entity_type") if request.entity_type else None
+        await self._store.get_conversation(cid, owner.tenant_id, owner.user_id)
+        attributes = from_struct(request.attributes) if request.HasField("attributes") else None
+        entities = await self._store.current_entities(cid, entity_type, attributes or None, limit=500)
+        history = []
+        if request.include_history:
+            wanted = {e.entity_type for e in entities}
+            history = [
+                c for c in await self._store.entity_history(cid, entity_type) if c.entity_type in wanted
+            ]
+        return ctx.QueryEntitiesResponse(
+            entities=[entity_pb(e) for e in entities], history=[entity_change_pb(c) for c in history]
+        )
+
+    async def GetProfile(
+        self, request: ctx.GetProfileRequest, context: grpc.aio.ServicerContext
+    ) -> ctx.GetProfileResponse:
+        owner = _principal(request.principal)
+        return ctx.GetProfileResponse(
+            profile=profile_pb(await self._store.get_profile(owner.tenant_id, owner.user_id))
+        )
+
+    async def UpdateProfile(
+        self, request: ctx.UpdateProfileRequest, context: grpc.aio.ServicerContext
+    ) -> ctx.UpdateProfileResponse:
+        p = request.profile
+        owner = _principal(p.principal)
+        profile = UserProfile(
+            tenant_id=owner.tenant_id,
+            user_id=owner.user_id,
+            display_name=check_text(p.display_name, "profile.display_name")[: MAX_KIND * 4],
+            timezone=p.timezone,
+            locale=p.locale,
+            preferences=from_struct(p.preferences),
+        )
+        return ctx.UpdateProfileResponse(profile=profile_pb(await self._store.upsert_profile(profile)))
+
+    async def RecordFeedback(
+        self, request: ctx.RecordFeedbackRequest, context: grpc.aio.ServicerContext
+    ) -> ctx.RecordFeedbackResponse:
+        owner = _principal(request.principal)
+        f = request.feedback
+        cid = str(parse_uuid(f.conversation_id, "feedback.conversation_id"))
+        if f.turn_id:
+            check_identifier(f.turn_id, "feedback.turn_id")
+        if not 0 <= f.rating <= 5:
+            raise InvalidInputError(f"feedback.rating must be 1 to 5 (0 for none), got {f.rating}")
+        comment = check_text(f.comment, "feedback.comment")
+        if len(comment) > MAX_COMMENT:
+            raise InvalidInputError(f"feedback.comment is longer than {MAX_COMMENT} characters")
+        resolved = f.resolved if f.HasField("resolved") else None
+        if not f.rating and resolved is None and not comment.strip():
+            raise InvalidInputError("feedback needs a rating, resolved or a comment")
+        stored = await self._store.record_feedback(
+            owner.tenant_id,
+            owner.user_id,
+            Feedback(
+                feedback_id="",
+                conversation_id=cid,
+                turn_id=f.turn_id,
+                rating=f.rating or None,
+                resolved=resolved,
+                comment=comment,
+                created_at=datetime.now(UTC),
+            ),
+        )
+        return ctx.RecordFeedbackResponse(feedback=feedback_pb(stored))
 
     async def ExportUserData(
         self, request: ctx.ExportUserDataRequest, context: grpc.aio.ServicerContext
@@ -152,6 +281,12 @@ class ContextServicer(context_pb2_grpc.ContextServiceServicer):
             messages=[message_pb(m) for m in export.messages],
             states=[state_pb(s) for s in export.states],
             events=[event_pb(e) for e in export.events],
+            profile=profile_pb(export.profile) if export.profile else None,
+            memories=[memory_pb(m) for m in export.memories],
+            entities=[entity_pb(e) for e in export.entities],
+            entity_history=[entity_change_pb(c) for c in export.entity_history],
+            feedback=[feedback_pb(f) for f in export.feedback],
+            summaries={s.conversation_id: s.text for s in export.summaries},
         )
 
     async def DeleteUserData(
@@ -164,6 +299,10 @@ class ContextServicer(context_pb2_grpc.ContextServiceServicer):
             messages_deleted=deleted.messages,
             states_deleted=deleted.states,
             events_deleted=deleted.events,
+            memories_deleted=deleted.memories,
+            entities_deleted=deleted.entities,
+            feedback_deleted=deleted.feedback,
+            profiles_deleted=deleted.profiles,
         )
 
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import UTC
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from parley.context.v1 import context_pb2 as ctx
 from parley.core.bus.base import Outgoing, Subscription
 from parley.core.errors import InvalidInputError, PoisonEventError
 from parley.core.events import Topic, derive_event, event_type
@@ -15,6 +17,41 @@ from parley.nlu.v1 import nlu_pb2
 from parley.turn.v1 import turn_event_pb2 as pb
 
 STAGE = "nlu"
+
+
+def _known_zone(name: str) -> bool:
+    """An empty or unknown timezone falls back to UTC rather than failing the turn."""
+    if not name:
+        return False
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return False
+    return True
+
+
+def add_referenced_entities(result: nlu_pb2.ParseResult, references: Iterable[ctx.Reference]) -> None:
+    """Entities the user referred to ("When will *it* arrive?" -> order_id 12345) join the result.
+
+    Context resolved the reference against the conversation's entity state; an entity of the same type
+    the text itself names wins, so "it" never overrides what the user just said.
+    """
+    present = {e.type for e in result.entities}
+    for ref in references:
+        if not ref.entity_type or not ref.entity_value or ref.entity_type in present:
+            continue
+        result.entities.append(
+            nlu_pb2.Entity(
+                type=ref.entity_type,
+                text=ref.text,
+                value=ref.entity_value,
+                start=ref.start,
+                end=ref.end,
+                confidence=ref.confidence,
+                extractor="context",
+            )
+        )
+        present.add(ref.entity_type)
 
 
 class NluStage:
@@ -42,9 +79,14 @@ class NluStage:
             validate_text(turn.text, field="contextualized.text")
         except InvalidInputError as exc:
             raise PoisonEventError(str(exc)) from exc
-        # Relative expressions ("tomorrow") are resolved against when the user spoke.
-        reference = event.occurred_at.ToDatetime(tzinfo=UTC) if event.HasField("occurred_at") else None
-        understanding = await self._batcher.submit(ParseInput(turn.text, reference, "", turn.language))
+        # Relative expressions ("tomorrow") are resolved against when the user spoke, in their timezone.
+        if turn.HasField("reference_time"):
+            reference = turn.reference_time.ToDatetime(tzinfo=UTC)
+        else:
+            reference = event.occurred_at.ToDatetime(tzinfo=UTC) if event.HasField("occurred_at") else None
+        timezone = turn.timezone if _known_zone(turn.timezone) else ""
+        understanding = await self._batcher.submit(ParseInput(turn.text, reference, timezone, turn.language))
+        add_referenced_entities(understanding, turn.references)
         understood = pb.UnderstoodTurn(
             text=turn.text, context=turn.context, understanding=understanding, language=turn.language
         )
