@@ -8,6 +8,7 @@ in-process, and PostgreSQL is the embedded server unless ``PARLEY_DATABASE_URL``
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -58,6 +59,7 @@ class EmbeddedStack:
     context: ContextService | None = None
     gateway: GatewayServer | None = None
     grpc: GrpcServer | None = None
+    _retention: asyncio.Task[None] | None = field(default=None, init=False, repr=False)
 
     async def start(self) -> None:
         """Start PostgreSQL (embedded unless a URL is set), build every service, serve HTTP and gRPC."""
@@ -68,6 +70,7 @@ class EmbeddedStack:
             url = await asyncio.to_thread(embedded_database_url, self.settings.data_dir / "postgres")
         self.pool = await create_pool(url, self.settings.database)
         self.context = await build_context(ContextSettings(), self.pool)
+        self._retention = asyncio.create_task(self.context.run_retention(), name="context-retention")
         context_client = ContextClient.in_process(self.context.servicer)
         nlu_settings = NluSettings()
         if "model_dir" not in nlu_settings.model_fields_set:
@@ -98,6 +101,10 @@ class EmbeddedStack:
         """Stop taking requests, drain, close the database pool."""
         if self.gateway is not None:
             await self.gateway.stop()
+        if self._retention is not None:
+            self._retention.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._retention
         if self.grpc is not None:
             await self.grpc.stop(1.0)
         await self.bus.stop()
