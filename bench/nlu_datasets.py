@@ -383,6 +383,8 @@ def run_joint(ds: Dataset) -> EvalResults | dict[str, Any] | None:
         "oos_label": ds.oos_label,
         "val_examples": ds.val,
         "multi_label": ds.multi_label,
+        # JointConfig fields to override, e.g. PARLEY_BENCH_JOINT_CONFIG='{"epochs": 4}'.
+        "joint": json.loads(os.environ.get("PARLEY_BENCH_JOINT_CONFIG", "{}")),
     }
     started = time.perf_counter()
     out = joint.train_and_eval(train, list(ds.test), config)
