@@ -297,9 +297,9 @@ def _bench_project(name: str, examples: Sequence[Example], fallback_threshold: f
 
     Intent names pass through :func:`_project_names`.
     """
+    from parley.core.flows import EndStep, FlowsFileV2, FlowSpec  # noqa: PLC0415
     from parley.core.project import (  # noqa: PLC0415
         AssistantFile,
-        FlowsFile,
         IntentSpec,
         NluFile,
         NluSettings,
@@ -315,7 +315,7 @@ def _bench_project(name: str, examples: Sequence[Example], fallback_threshold: f
         root=Path(tempfile.gettempdir()),
         assistant=AssistantFile(name=f"bench-{name}", nlu=NluSettings(fallback_threshold=fallback_threshold)),
         nlu=NluFile(intents={k: IntentSpec(examples=v) for k, v in sorted(by_intent.items())}),
-        flows=FlowsFile(),
+        flows=FlowsFileV2(flows={"bench": FlowSpec(steps=[EndStep()])}),
         responses=ResponsesFile(responses={}),
     )
 

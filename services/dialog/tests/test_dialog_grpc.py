@@ -1,11 +1,13 @@
-"""DialogService.Decide over a real gRPC server (port 0) with a fake state store."""
+"""DialogService.Decide over a real gRPC server (port 0) with a fake state store and fake tools."""
 
 from __future__ import annotations
 
 import grpc
 import pytest
+from dialog_testkit import parse
 from google.protobuf.json_format import MessageToDict
 
+from parley.context.v1 import context_pb2
 from parley.core.errors import InvalidInputError
 from parley.core.grpc import GrpcServer
 from parley.core.rpc import InProcess
@@ -16,21 +18,16 @@ from parley.nlu.v1 import nlu_pb2
 
 
 def request(
-    turn_id: str, intent: str, conversation_id: str = "c1", **entities: str
+    turn_id: str, understanding: nlu_pb2.ParseResult, conversation_id: str = "c1", **kw
 ) -> dialog_pb2.DecideRequest:
     return dialog_pb2.DecideRequest(
-        conversation_id=conversation_id,
-        turn_id=turn_id,
-        understanding=nlu_pb2.ParseResult(
-            intent=nlu_pb2.Intent(name=intent, confidence=0.9),
-            entities=[nlu_pb2.Entity(type=k, value=v) for k, v in entities.items()],
-        ),
+        conversation_id=conversation_id, turn_id=turn_id, understanding=understanding, **kw
     )
 
 
 @pytest.fixture
-async def dialog(project, store):
-    service = build_dialog(DialogSettings(), store, project)
+async def dialog(project, store, tools):
+    service = build_dialog(DialogSettings(), store, project, tools=tools)
     server = GrpcServer([service.registration], port=0)
     port = await server.start()
     async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
@@ -38,20 +35,59 @@ async def dialog(project, store):
     await server.stop(0)
 
 
-async def test_decide_runs_the_conversation(dialog, store):
+async def test_decide_runs_the_order_conversation(dialog, store):
     stub, _ = dialog
-    r1 = await stub.Decide(request("t1", "order_help"))
-    assert [a.name for a in r1.decision.actions] == ["utter_ask_order_id"]
-    r2 = await stub.Decide(request("t2", "inform_order_id", order_id="12345"))
-    assert [a.name for a in r2.decision.actions] == ["utter_order_status"]
-    r3 = await stub.Decide(request("t3", "delivery_question"))
-    assert [a.name for a in r3.decision.actions] == ["utter_delivery_estimate"]
-    assert MessageToDict(r3.decision.actions[0].params) == {"order_id": "12345"}
-    assert r3.decision.state_version == 3
+    r1 = await stub.Decide(request("t1", parse("order_status", text="Hello, I need help with my order")))
+    assert [(a.name, a.kind) for a in r1.decision.actions] == [("utter_ask_order_id", "ask")]
+    assert (r1.decision.reason, r1.decision.active_flow, r1.decision.step) == (
+        "flow",
+        "order_status",
+        "collect:order_id",
+    )
+    r2 = await stub.Decide(request("t2", parse("inform", text="My order number is 12345", order_id="12345")))
+    d2 = r2.decision
+    assert [(a.name, a.kind) for a in d2.actions] == [
+        ("get_order", "execute_task"),
+        ("utter_order_status", "provide_info"),
+    ]
+    assert MessageToDict(d2.actions[1].params)["status"] == "shipped"
+    assert MessageToDict(d2.slots)["order_id"] == "12345"
+    assert (d2.active_flow, d2.ended, d2.handoff, d2.state_version) == ("", False, False, 2)
     # A retried call with the same turn id is answered from the state, without a write.
-    again = await stub.Decide(request("t3", "delivery_question"))
-    assert again.decision == r3.decision
-    assert len(store.writes) == 3
+    again = await stub.Decide(request("t2", parse("inform", order_id="12345")))
+    assert again.decision == d2
+    assert len(store.writes) == 2
+
+
+async def test_options_travel_as_quick_replies(dialog):
+    stub, _ = dialog
+    r = await stub.Decide(
+        request(
+            "t1",
+            parse("order_status", clarify=True, ranking=[("order_status", 0.45), ("order.cancel", 0.44)]),
+        )
+    )
+    (action,) = r.decision.actions
+    assert (action.kind, r.decision.reason) == ("clarify", "clarify")
+    assert [(o.title, o.payload) for o in action.options] == [
+        ("checking order", "/order_status"),
+        ("cancelling order", "/order.cancel"),
+    ]
+
+
+async def test_the_context_snapshot_helps_a_back_reference(dialog):
+    stub, _ = dialog
+    snapshot = context_pb2.ContextSnapshot(
+        entities=[context_pb2.EntityValue(entity_type="order_id", value="12345")]
+    )
+    r = await stub.Decide(
+        request("t1", parse("", text="I want that thing we discussed", out_of_scope=True), context=snapshot)
+    )
+    assert [o.title for o in r.decision.actions[0].options] == [
+        "checking order 12345",
+        "cancelling order 12345",
+        "updating the delivery address (12345)",
+    ]
 
 
 @pytest.mark.parametrize(

@@ -29,10 +29,10 @@ async def stub(project):
 
 async def test_generate_renders_the_reply(stub):
     response = await stub.Generate(
-        request(dialog_pb2.Action(name="utter_order_status", params=to_struct({"order_id": "12345"})))
+        request(dialog_pb2.Action(name="utter_order_was_cancelled", params=to_struct({"order_id": "12345"})))
     )
-    assert response.reply.text == "Thanks! I found order 12345: it has shipped and is on its way."
-    assert list(response.reply.templates) == ["utter_order_status"]
+    assert response.reply.text == "Order 12345 was cancelled, so it won't be delivered."
+    assert list(response.reply.templates) == ["utter_order_was_cancelled"]
 
 
 async def test_stream_concatenates_to_the_full_reply(stub):

@@ -22,7 +22,9 @@ def subscription(project):
 def decided_event() -> pb.TurnEvent:
     user = new_event(conversation_id="c1", tenant_id="t", user_id="u", user_message=pb.UserMessage(text="x"))
     decision = dialog_pb2.Decision(
-        actions=[dialog_pb2.Action(name="utter_order_status", params=to_struct({"order_id": "12345"}))],
+        actions=[
+            dialog_pb2.Action(name="utter_order_was_cancelled", params=to_struct({"order_id": "12345"}))
+        ],
         state_version=2,
     )
     return derive_event(user, "dialog", decided=pb.DecidedTurn(decision=decision, language="en"))
@@ -35,7 +37,7 @@ async def test_a_decided_turn_becomes_a_replied_turn(subscription):
     assert out.topic == Topic.REPLIED
     assert out.event.event_id == derive_event(cause, "generator").event_id
     assert (out.event.causation_id, out.event.turn_id) == (cause.event_id, cause.turn_id)
-    assert out.event.replied.reply.text == "Thanks! I found order 12345: it has shipped and is on its way."
+    assert out.event.replied.reply.text == "Order 12345 was cancelled, so it won't be delivered."
     (again,) = await subscription.handler(cause)
     assert again.event.event_id == out.event.event_id
     assert again.event.replied == out.event.replied

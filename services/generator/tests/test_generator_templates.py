@@ -39,17 +39,23 @@ def renderer(project) -> TemplateRenderer:
     return TemplateRenderer(project.responses)
 
 
+SHIPPED = {"order_id": "12345", "items": "headphones", "carrier": "DHL", "eta": "Friday, 27 November"}
+
+
 def test_example_responses_render_with_params(renderer):
-    reply = renderer.render("t1", [action("utter_order_status", order_id="12345")])
-    assert reply.text == "Thanks! I found order 12345: it has shipped and is on its way."
-    assert list(reply.templates) == ["utter_order_status"]
-    reply = renderer.render("t2", [action("utter_delivery_estimate", order_id="12345")])
-    assert reply.text == "Order 12345 should arrive within 2 business days."
+    reply = renderer.render("t1", [action("utter_order_shipped", **SHIPPED)])
+    assert (
+        reply.text
+        == "Thanks! Order 12345 (headphones) has shipped with DHL and should arrive on Friday, 27 November."
+    )
+    assert list(reply.templates) == ["utter_order_shipped"]
+    reply = renderer.render("t2", [action("utter_delivery_estimate", order_id="12345", eta="Friday")])
+    assert reply.text == "Order 12345 should arrive on Friday."
 
 
 def test_struct_numbers_render_as_written(renderer):
-    reply = renderer.render("t1", [action("utter_delivery_estimate", order_id=12345)])
-    assert reply.text == "Order 12345 should arrive within 2 business days."
+    reply = renderer.render("t1", [action("utter_order_was_cancelled", order_id=12345)])
+    assert reply.text == "Order 12345 was cancelled, so it won't be delivered."
 
 
 def test_several_actions_are_joined_and_unknown_actions_skipped(renderer):
@@ -95,17 +101,18 @@ def test_a_variant_missing_a_value_gives_way_to_one_that_fits():
 
 
 def test_no_fitting_variant_uses_the_fallback_response_never_an_error(renderer):
-    for params in ({}, {"order_id": ""}, {"order_id": None}, {"other": "x"}):
-        reply = renderer.render("t1", [action("utter_order_status", **params)])
-        assert reply.text == (
-            "Sorry, I didn't quite get that. I can help with order status and delivery questions."
+    for params in ({}, {"order_id": ""}, {"order_id": None}, {"other": "x"}, {**SHIPPED, "eta": ""}):
+        reply = renderer.render("t1", [action("utter_order_shipped", **params)])
+        assert (
+            reply.text
+            == "Sorry, I didn't quite get that. I can help with orders, flights, meals and the weather."
         )
         assert list(reply.templates) == ["utter_fallback"]
 
 
 def test_the_fallback_appears_once_next_to_what_did_render(renderer):
     reply = renderer.render(
-        "t1", [action("utter_greet"), action("utter_order_status"), action("utter_delivery_estimate")]
+        "t1", [action("utter_greet"), action("utter_order_shipped"), action("utter_delivery_estimate")]
     )
     assert reply.text.count("Sorry, I didn't quite get that.") == 1
     assert list(reply.templates) == ["utter_greet", "utter_fallback"]
@@ -125,8 +132,8 @@ def test_without_any_renderable_response_the_builtin_sentence_is_used():
     ["{__class__}", "{0.__globals__}", "{order_id.__class__.__mro__}", "{{x}}", "{", "}", "%s", "{order_id}"],
 )
 def test_injection_attempts_in_values_are_printed_literally(renderer, value):
-    reply = renderer.render("t1", [action("utter_delivery_estimate", order_id=value)])
-    assert reply.text == f"Order {value} should arrive within 2 business days."
+    reply = renderer.render("t1", [action("utter_order_was_cancelled", order_id=value)])
+    assert reply.text == f"Order {value} was cancelled, so it won't be delivered."
 
 
 @pytest.mark.parametrize(

@@ -203,10 +203,34 @@ def test_an_entity_declared_without_settings_is_learned_from_annotations_only():
 # --- errors with file:line ------------------------------------------------------------------------------
 
 
+#: Flows and responses matching BASE's intents, so a test's nlu.yml is all that varies.
+BASE_FLOWS = """\
+version: "2"
+slots:
+  order_id: {entity: order_id}
+flows:
+  cancel:
+    trigger: {intents: [order.cancel]}
+    steps:
+      - collect: order_id
+      - respond: utter_cancel_order
+"""
+
+BASE_RESPONSES = """\
+version: "1"
+responses:
+  utter_cancel_order:
+    - text: "Cancelling order {order_id}."
+"""
+
+
 def _project(tmp_path: Path, nlu: str) -> Path:
     root = tmp_path / "proj"
-    shutil.copytree(EXAMPLE_PROJECT, root)
+    root.mkdir()
+    shutil.copy(EXAMPLE_PROJECT / "assistant.yml", root / "assistant.yml")
     (root / "nlu.yml").write_text(nlu)
+    (root / "flows.yml").write_text(BASE_FLOWS)
+    (root / "responses.yml").write_text(BASE_RESPONSES)
     return root
 
 
@@ -299,10 +323,12 @@ def test_problems_are_reported_with_file_and_line(tmp_path, old, new, needle, me
     assert matching[0].startswith(f"{root / 'nlu.yml'}:{_line(text, needle)}:"), matching
 
 
-def test_a_parent_level_is_no_intent_of_its_own(tmp_path):
-    """Rules name defined intents; ``order`` exists only as the parent of ``order.cancel``."""
+def test_triggers_may_name_a_parent_level_but_not_an_unknown_intent(tmp_path):
+    """``order`` exists as the parent of ``order.cancel``: a flow may trigger on the whole family."""
     root = _project(tmp_path, BASE)
-    flows = (root / "flows.yml").read_text().replace("intent: order.cancel", "intent: order")
-    (root / "flows.yml").write_text(flows)
-    with pytest.raises(ProjectError, match=r"intent 'order' is not defined in nlu\.yml"):
+    flows = (root / "flows.yml").read_text()
+    (root / "flows.yml").write_text(flows.replace("intents: [order.cancel]", "intents: [order]"))
+    assert load_project(root).flows.flows["cancel"].trigger.intents == ["order"]
+    (root / "flows.yml").write_text(flows.replace("intents: [order.cancel]", "intents: [refund]"))
+    with pytest.raises(ProjectError, match=r"intent 'refund' is not defined in nlu\.yml"):
         load_project(root)

@@ -4,6 +4,8 @@ parley run              chat with an assistant: all services in one process (the
 parley serve SERVICE    run one service as its own process (distributed mode)
 parley train            train the NLU model of an assistant project
 parley validate         check an assistant project and print file:line problems
+parley flows show       a project's flows as Mermaid diagrams (Mermaid, Markdown or HTML)
+parley test             run a project's conversation tests against the whole assistant
 parley chat             terminal chat with a running gateway
 parley stack up|down    every service as its own process on this machine (needs `make infra-up`)
 """
@@ -65,16 +67,72 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     from parley.core.project import ProjectError, load_project  # noqa: PLC0415
 
     try:
+        project = load_project(args.project_dir or args.project)
+    except ProjectError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        for warning in exc.warnings:
+            print(f"warning: {warning}", file=sys.stderr)
+        print(f"{len(exc.problems)} problem(s) found", file=sys.stderr)
+        return 1
+    for warning in project.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    warnings = f" ({len(project.warnings)} warnings)" if project.warnings else ""
+    print(
+        f"{project.assistant.name}: {len(project.nlu.intents)} intents, {len(project.flows.flows)} flows, "
+        f"{len(project.flows.slots)} slots, {len(project.responses.responses)} responses, "
+        f"{len(project.tools.tools)} tools — valid{warnings}"
+    )
+    return 0
+
+
+def _cmd_flows_show(args: argparse.Namespace) -> int:
+    from parley.core.flow_diagram import flows_to_mermaid, to_html, to_markdown, to_mermaid  # noqa: PLC0415
+    from parley.core.project import ProjectError, load_project  # noqa: PLC0415
+
+    try:
         project = load_project(args.project)
     except ProjectError as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
         return 1
-    print(
-        f"{project.assistant.name}: {len(project.nlu.intents)} intents, {len(project.flows.rules)} rules, "
-        f"{len(project.responses.responses)} responses — valid"
-    )
+    flows = project.flows.flows
+    if args.flow is not None:
+        if args.flow not in flows:
+            print(
+                f"parley: no flow {args.flow!r} in {args.project} (flows: {', '.join(flows)})",
+                file=sys.stderr,
+            )
+            return 1
+        flows = {args.flow: flows[args.flow]}
+    title = f"{project.assistant.name}: flows"
+    if args.format == "mermaid":
+        name = next(iter(flows))
+        text = to_mermaid(name, flows[name], project) if len(flows) == 1 else flows_to_mermaid(flows, project)
+    elif args.format == "markdown":
+        text = to_markdown(flows, project, title=title)
+    else:
+        text = to_html(flows, project, title=title)
+    if args.out is None:
+        sys.stdout.write(text)
+    else:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text, encoding="utf-8")
+        print(f"wrote {args.out} ({len(flows)} flow{'s' if len(flows) != 1 else ''}, {args.format})")
     return 0
+
+
+def _cmd_test(args: argparse.Namespace) -> int:
+    from parley.cli.convtest import test_command  # noqa: PLC0415 - starts the whole assistant
+
+    return test_command(
+        args.project,
+        args.files,
+        junit=args.junit,
+        pattern=args.k,
+        verbose=args.verbose,
+        turn_timeout_s=args.timeout,
+    )
 
 
 def _cmd_eval_nlu(args: argparse.Namespace) -> int:
@@ -137,6 +195,25 @@ def _cmd_stack(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_test_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """``parley test``."""
+    test = sub.add_parser(
+        "test",
+        help="run conversation tests (YAML) against the whole assistant in this process",
+        description="Run conversation tests (docs/dialog.md) against the assistant: real NLU model, "
+        "context on PostgreSQL, dialog, generator. Exit status 1 when a conversation fails.",
+    )
+    test.add_argument(
+        "project", nargs="?", type=Path, default=DEFAULT_PROJECT, help="assistant project folder"
+    )
+    test.add_argument("files", nargs="*", type=Path, help="test files or folders (default: PROJECT/tests)")
+    test.add_argument("--junit", type=Path, default=None, help="also write a JUnit XML report here")
+    test.add_argument("-k", default=None, metavar="TEXT", help="only conversations whose file::name has TEXT")
+    test.add_argument("-v", "--verbose", action="store_true", help="show the transcript of passing ones too")
+    test.add_argument("--timeout", type=float, default=90.0, help="seconds one turn may take (default 90)")
+    test.set_defaults(func=_cmd_test)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for docs and tests)."""
     parser = argparse.ArgumentParser(
@@ -160,8 +237,30 @@ def build_parser() -> argparse.ArgumentParser:
     train.set_defaults(func=_cmd_train)
 
     validate = sub.add_parser("validate", help="check a project; print file:line problems")
-    validate.add_argument("--project", type=Path, default=DEFAULT_PROJECT)
+    validate.add_argument(
+        "project_dir", nargs="?", type=Path, default=None, metavar="PROJECT", help="assistant project folder"
+    )
+    validate.add_argument("--project", type=Path, default=DEFAULT_PROJECT, help=argparse.SUPPRESS)
     validate.set_defaults(func=_cmd_validate)
+
+    flows = sub.add_parser("flows", help="inspect a project's flows")
+    flows_sub = flows.add_subparsers(dest="what", required=True)
+    show = flows_sub.add_parser("show", help="flows as Mermaid diagrams (Mermaid text, Markdown or HTML)")
+    show.add_argument(
+        "project", type=Path, nargs="?", default=DEFAULT_PROJECT, help="assistant project folder"
+    )
+    show.add_argument("--flow", default=None, help="only this flow (default: all)")
+    show.add_argument(
+        "--format",
+        choices=("mermaid", "markdown", "html"),
+        default="mermaid",
+        help="mermaid: flowchart text (all flows as subgraphs); markdown: a ```mermaid block per flow "
+        "(renders on GitHub/GitLab); html: a self-contained page embedding the Mermaid source",
+    )
+    show.add_argument("--out", type=Path, default=None, help="write here instead of standard output")
+    show.set_defaults(func=_cmd_flows_show)
+
+    _add_test_parser(sub)
 
     ev = sub.add_parser("eval", help="evaluate an assistant's models and write a report with plots")
     ev_sub = ev.add_subparsers(dest="what", required=True)

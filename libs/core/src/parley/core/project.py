@@ -1,7 +1,10 @@
-"""The assistant project on disk: ``assistant.yml``, ``nlu.yml``, ``flows.yml``, ``responses.yml``.
+"""The assistant project on disk: ``assistant.yml``, ``nlu.yml``, ``flows.yml`` (version 2, schema in
+:mod:`parley.core.flows`), ``responses.yml`` and the optional ``tools.yml`` (:mod:`parley.core.tools`).
 
 Every service that needs part of a project loads it through here, so there is one schema and one kind of
-error: a :class:`ProjectError` naming the file and line of each problem.
+error: a :class:`ProjectError` naming the file and line of each problem (``flows.yml:12: flows.book.steps[3]
+.on_confirm: ...``). What is legal but probably a mistake (a step nothing reaches) is a warning on
+:attr:`Project.warnings`.
 """
 
 from __future__ import annotations
@@ -27,15 +30,42 @@ from pydantic import (
     field_validator,
 )
 
+from parley.core.conditions import ConditionError, compile_condition, template_names
 from parley.core.errors import ConfigurationError
+from parley.core.flows import (
+    SPECIAL_TARGETS,
+    STEP_KEYS,
+    V1_FORMAT_MESSAGE,
+    ActionStep,
+    BranchStep,
+    CallStep,
+    CollectStep,
+    ConfirmStep,
+    EndStep,
+    FlowsFileV2,
+    FlowSpec,
+    HandoffStep,
+    LinkStep,
+    QuestionStep,
+    RespondStep,
+    Step,
+    ValidateStep,
+    is_builtin_response,
+    is_v1_flows,
+    jump_targets,
+    reachable_steps,
+)
+from parley.core.tools import TOOLS_DIR, ToolsFile, module_file
 
 
 class ProjectError(ConfigurationError):
-    """An assistant project file is invalid; ``problems`` holds ``file:line: message`` strings."""
+    """An assistant project file is invalid; ``problems`` holds ``file:line: message`` strings (and
+    ``warnings`` what was found besides, in the same form)."""
 
-    def __init__(self, problems: list[str]) -> None:
+    def __init__(self, problems: list[str], warnings: Sequence[str] = ()) -> None:
         super().__init__("invalid assistant project:\n  " + "\n  ".join(problems))
         self.problems = problems
+        self.warnings = list(warnings)
 
 
 class _Strict(BaseModel):
@@ -386,30 +416,6 @@ def _nlu_checks(nlu: NluFile) -> list[tuple[Loc, str]]:
     return problems
 
 
-class SlotSpec(_Strict):
-    """A slot of the dialog state."""
-
-    from_entity: str | None = None
-
-
-class RuleSpec(_Strict):
-    """When ``intent`` is recognised: ask for missing ``requires`` slots, else run ``actions``."""
-
-    intent: str
-    actions: list[str] = Field(min_length=1)
-    requires: list[str] = []
-    asks: str | None = None
-
-
-class FlowsFile(_Strict):
-    """``flows.yml``."""
-
-    version: str = "1"
-    slots: dict[str, SlotSpec] = {}
-    rules: list[RuleSpec] = []
-    fallback: list[str] = Field(default_factory=lambda: ["utter_fallback"])
-
-
 class QuickReplySpec(_Strict):
     """A button under a reply."""
 
@@ -439,8 +445,12 @@ class Project(BaseModel):
     root: Path
     assistant: AssistantFile
     nlu: NluFile
-    flows: FlowsFile
+    flows: FlowsFileV2
     responses: ResponsesFile
+    #: ``tools.yml``; empty when the project has none.
+    tools: ToolsFile = ToolsFile()
+    #: ``file:line: message`` notes about things that are allowed but look like mistakes.
+    warnings: tuple[str, ...] = ()
 
     def training_data_hash(self) -> str:
         """A hash of the NLU training data, stored with trained models to detect stale ones."""
@@ -450,10 +460,12 @@ class Project(BaseModel):
 def _line_of(node: yaml.Node | None, loc: tuple[int | str, ...]) -> int:
     """The 1-based line of the YAML node at ``loc`` (or of its closest existing parent).
 
-    A ``[key]`` step (pydantic's marker for a bad mapping key) gives the line of the key itself.
+    A ``[key]`` step (pydantic's marker for a bad mapping key) gives the line of the key itself, and so does a
+    block mapping or list under a key (``parameters:`` rather than the first line inside it).
     """
     line = node.start_mark.line + 1 if node is not None else 1
     key_line = line
+    by_key = False
     for key in loc:
         if key == "[key]":
             return key_line
@@ -467,9 +479,68 @@ def _line_of(node: yaml.Node | None, loc: tuple[int | str, ...]) -> int:
             match = None
         if match is None:
             break
+        by_key = isinstance(node, yaml.MappingNode)
         node = match
         line = node.start_mark.line + 1
+    if by_key and isinstance(node, yaml.MappingNode | yaml.SequenceNode) and not node.flow_style:
+        return key_line
     return line
+
+
+_STEP_TAG = re.compile(r"<(\w+) step>")
+
+
+def _format_loc(loc: Loc) -> str:
+    """``("flows", "book", "steps", 3, "next")`` -> ``flows.book.steps[3].next``."""
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else f"{'.' if out else ''}{part}"
+    return out or "(top level)"
+
+
+def _where(path: Path, node: yaml.Node | None, loc: Loc, message: str) -> str:
+    return f"{path}:{_line_of(node, loc)}: {_format_loc(loc)}: {message}"
+
+
+def _pydantic_problems(exc: ValidationError) -> list[tuple[Loc, str]]:
+    """Pydantic's errors as (location, message), without the union tags it adds to locations."""
+    found: list[tuple[Loc, str]] = []
+    for err in exc.errors():
+        # "Value error, " is pydantic's prefix for a validator's own message: noise to a user.
+        message = err["msg"].removeprefix("Value error, ")
+        kinds = [m.group(1) for p in err["loc"] if isinstance(p, str) and (m := _STEP_TAG.fullmatch(p))]
+        loc = tuple(p for p in err["loc"] if p not in (_PLAIN, _MAPPING) and not _is_tag(p))
+        if kinds:
+            kind = kinds[-1]
+            if err["type"] == "extra_forbidden":
+                fields = [i.alias or n for n, i in STEP_KEYS[kind].model_fields.items()]
+                message = f"unknown field (a {kind} step has {', '.join(fields)})"
+            message = f"{kind} step: {message}"
+        found.append((loc, message))
+    return found
+
+
+def _is_tag(part: int | str) -> bool:
+    return isinstance(part, str) and _STEP_TAG.fullmatch(part) is not None
+
+
+def _parse(
+    text: str, path: Path, model: type[BaseModel], problems: list[str]
+) -> tuple[Any, yaml.Node | None]:
+    """``model`` validated from YAML ``text`` (``None`` if invalid) and the YAML node tree (for lines)."""
+    try:
+        data = yaml.safe_load(text)
+        node = yaml.compose(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark else 1
+        problems.append(f"{path}:{line}: not valid YAML: {getattr(exc, 'problem', exc)}")
+        return None, None
+    try:
+        return model.model_validate(data if data is not None else {}), node
+    except ValidationError as exc:
+        problems += [_where(path, node, loc, message) for loc, message in _pydantic_problems(exc)]
+        return None, node
 
 
 def _validate_text(
@@ -480,27 +551,11 @@ def _validate_text(
     checks: Callable[[Any], list[tuple[Loc, str]]] | None = None,
 ) -> Any:
     """``model`` validated from YAML ``text``; each problem goes to ``problems`` as ``path:line: ...``."""
-    try:
-        data = yaml.safe_load(text)
-        node = yaml.compose(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark else 1
-        problems.append(f"{path}:{line}: not valid YAML: {getattr(exc, 'problem', exc)}")
-        return None
-    found: list[tuple[Loc, str]] = []
-    try:
-        value = model.model_validate(data if data is not None else {})
-    except ValidationError as exc:
-        value = None
-        # "Value error, " is pydantic's prefix for a validator's own message: noise to a user.
-        found = [(tuple(err["loc"]), err["msg"].removeprefix("Value error, ")) for err in exc.errors()]
-    if value is not None and checks is not None:
-        found = checks(value)
-    for raw_loc, message in found:
-        loc = tuple(p for p in raw_loc if p not in (_PLAIN, _MAPPING))
-        where = ".".join(str(p) for p in loc) or "(top level)"
-        problems.append(f"{path}:{_line_of(node, loc)}: {where}: {message}")
+    value, node = _parse(text, path, model, problems)
+    if value is None or checks is None:
+        return value
+    found = checks(value)
+    problems += [_where(path, node, loc, message) for loc, message in found]
     return None if found else value
 
 
@@ -528,24 +583,303 @@ def load_nlu_text(text: str, source: Path | str = "nlu.yml") -> NluFile:
     return nlu
 
 
-def _cross_check(root: Path, nlu: NluFile, flows: FlowsFile, responses: ResponsesFile) -> list[str]:
-    problems: list[str] = []
-    for i, rule in enumerate(flows.rules):
-        where = f"{root / 'flows.yml'}: rules[{i}]"
-        if rule.intent not in nlu.intents:
-            problems.append(f"{where}: intent {rule.intent!r} is not defined in nlu.yml")
-        for slot in [*rule.requires, *([rule.asks] if rule.asks else [])]:
-            if slot not in flows.slots:
-                problems.append(f"{where}: slot {slot!r} is not declared under slots")
-        for action in rule.actions:
-            if action.startswith("utter_") and action not in responses.responses:
-                problems.append(f"{where}: response {action!r} is not defined in responses.yml")
-    for name, slot in flows.slots.items():
-        if slot.from_entity and slot.from_entity not in nlu.entities:
+class _FlowsChecker:
+    """What the schema of ``flows.yml`` cannot see alone: references between steps, flows, slots, and the
+    other files (``None`` for a file that failed to load: its references are not checked)."""
+
+    def __init__(
+        self,
+        flows: FlowsFileV2,
+        nlu: NluFile | None,
+        responses: ResponsesFile | None,
+        tools: ToolsFile | None,
+    ) -> None:
+        self.flows = flows
+        self.nlu = nlu
+        self.responses = responses
+        self.tools = tools
+        self.problems: list[tuple[Loc, str]] = []
+        self.warnings: list[tuple[Loc, str]] = []
+        self.intents: set[str] | None = None
+        if nlu is not None:
+            self.intents = set(nlu.intents) | {a for name in nlu.intents for a in intent_ancestors(name)}
+
+    def run(self) -> None:
+        self._settings()
+        self._slots()
+        self._constraints()
+        for name, flow in self.flows.flows.items():
+            self._flow(name, flow)
+        self._calls()
+
+    # -- one reference ------------------------------------------------------------------------------------
+
+    def response(self, loc: Loc, name: str) -> None:
+        if self.responses is None or name in self.responses.responses:
+            return
+        if not is_builtin_response(name, self.flows.slots):
+            self.problems.append((loc, f"response {name!r} is not defined in responses.yml"))
+
+    def slot(self, loc: Loc, name: str) -> None:
+        if name not in self.flows.slots:
+            self.problems.append((loc, f"slot {name!r} is not declared under slots"))
+
+    def intent(self, loc: Loc, name: str) -> None:
+        if self.intents is not None and name not in self.intents:
+            self.problems.append((loc, f"intent {name!r} is not defined in nlu.yml"))
+
+    def entity(self, loc: Loc, name: str) -> None:
+        if self.nlu is not None and name not in self.nlu.entities:
+            self.problems.append((loc, f"entity {name!r} is not defined in nlu.yml"))
+
+    def condition(self, loc: Loc, text: str) -> None:
+        try:
+            compiled = compile_condition(text)
+        except ConditionError as exc:
+            self.problems.append((loc, f"condition does not compile: {exc}"))
+            return
+        for name in sorted(compiled.slots - set(self.flows.slots)):
+            self.problems.append(
+                (loc, f"the condition reads slot {name!r}, which is not declared under slots")
+            )
+
+    # -- sections ------------------------------------------------------------------------------------------
+
+    def _settings(self) -> None:
+        settings = self.flows.settings
+        for field in ("greet_response", "goodbye_response", "clarify_response", "resume_response"):
+            self.response(("settings", field), getattr(settings, field))
+        self.response(("settings", "cancelled_response"), settings.cancelled_response)
+        for field in ("rephrase", "options", "handoff"):
+            self.response(("settings", "fallback", field), getattr(settings.fallback, field))
+        # Meta intents are optional (a project may have no "correct" intent); one named on purpose that NLU
+        # never predicts is likely a typo.
+        for field in sorted(settings.model_fields_set):
+            if field.endswith("_intent") and self.intents is not None:
+                name = getattr(settings, field)
+                if name not in self.intents:
+                    self.warnings.append((("settings", field), f"intent {name!r} is not defined in nlu.yml"))
+
+    def _slots(self) -> None:
+        for name, spec in self.flows.slots.items():
+            loc: Loc = ("slots", name)
+            if spec.entity is not None:
+                self.entity((*loc, "entity"), spec.entity)
+            if spec.regex is not None:
+                try:
+                    re.compile(spec.regex)
+                except re.error as exc:
+                    self.problems.append(((*loc, "regex"), f"regex does not compile: {exc}"))
+            if spec.min is not None and spec.max is not None and spec.min > spec.max:
+                self.problems.append(((*loc, "min"), f"min {spec.min:g} is above max {spec.max:g}"))
+            if spec.invalid_response is not None:
+                self.response((*loc, "invalid_response"), spec.invalid_response)
+            if spec.type == "categorical" and not spec.values:
+                self.warnings.append(((*loc, "type"), "a categorical slot without values accepts any value"))
+
+    def _constraints(self) -> None:
+        seen: set[str] = set()
+        for i, spec in enumerate(self.flows.constraints):
+            loc: Loc = ("constraints", i)
+            if spec.name in seen:
+                self.problems.append(((*loc, "name"), f"constraint {spec.name!r} is defined twice"))
+            seen.add(spec.name)
+            self.condition((*loc, "when"), spec.when)
+            self.condition((*loc, "forbid"), spec.forbid)
+            for j, slot in enumerate(spec.slots):
+                self.slot((*loc, "slots", j), slot)
+            self.response((*loc, "ask"), spec.ask)
+
+    def _flow(self, name: str, flow: FlowSpec) -> None:
+        base: Loc = ("flows", name)
+        if flow.trigger is not None:
+            for j, intent in enumerate(flow.trigger.intents):
+                self.intent((*base, "trigger", "intents", j), intent)
+            for j, entity in enumerate(flow.trigger.entities):
+                self.entity((*base, "trigger", "entities", j), entity)
+            if flow.trigger.condition is not None:
+                self.condition((*base, "trigger", "condition"), flow.trigger.condition)
+        for j, slot in enumerate(flow.reset_slots or ()):
+            self.slot((*base, "reset_slots", j), slot)
+        ids: dict[str, int] = {}
+        for i, step in enumerate(flow.steps):
+            if step.id is None:
+                continue
+            loc = (*base, "steps", i, "id")
+            if step.id in SPECIAL_TARGETS:
+                self.problems.append(
+                    (loc, f"{step.id!r} is reserved as a jump target; choose another step id")
+                )
+            elif step.id in ids:
+                self.problems.append(
+                    (loc, f"step id {step.id!r} is used twice in flow {name!r} (also steps[{ids[step.id]}])")
+                )
+            else:
+                ids[step.id] = i
+        dangling = False
+        for i, step in enumerate(flow.steps):
+            loc = (*base, "steps", i)
+            for jump in jump_targets(step):
+                if jump.target not in ids and jump.target not in SPECIAL_TARGETS:
+                    dangling = True
+                    self.problems.append(
+                        (
+                            (*loc, *jump.field),
+                            f"{jump.target!r} is not a step id of flow {name!r} "
+                            f"(nor one of {', '.join(sorted(SPECIAL_TARGETS))})",
+                        )
+                    )
+            self._step(loc, step)
+        # With a dangling jump, "unreachable" steps are a consequence already reported.
+        reached = set(range(len(flow.steps))) if dangling else reachable_steps(flow)
+        for i in range(len(flow.steps)):
+            if i not in reached:
+                self.warnings.append(((*base, "steps", i), "no path from the first step reaches this step"))
+        started_elsewhere = any(
+            _flow_named(step) == name for other in self.flows.flows.values() for step in other.steps
+        )
+        if flow.trigger is None and not started_elsewhere:
+            self.warnings.append(
+                (base, f"flow {name!r} never starts: it has no trigger and no flow calls or links it")
+            )
+
+    def _step(self, loc: Loc, step: Step) -> None:
+        if isinstance(step, RespondStep):
+            self.response((*loc, "respond"), step.respond)
+        elif isinstance(step, QuestionStep):
+            self.response((*loc, "question"), step.question)
+            for intent in step.expect:
+                self.intent((*loc, "expect", intent), intent)
+        elif isinstance(step, CollectStep):
+            self.slot((*loc, "collect"), step.collect)
+            for field in ("ask", "reask", "invalid_response"):
+                if getattr(step, field) is not None:
+                    self.response((*loc, field), getattr(step, field))
+            if step.validate_ is not None:
+                self.condition((*loc, "validate"), step.validate_)
+        elif isinstance(step, ValidateStep):
+            for j, slot in enumerate(step.validate_):
+                self.slot((*loc, "validate", j), slot)
+            if step.condition is not None:
+                self.condition((*loc, "condition"), step.condition)
+        elif isinstance(step, ConfirmStep):
+            self.response((*loc, "confirm"), step.confirm)
+        elif isinstance(step, BranchStep):
+            for j, case in enumerate(step.branch):
+                if case.if_ is not None:
+                    self.condition((*loc, "branch", j, "if"), case.if_)
+        elif isinstance(step, ActionStep):
+            self._action(loc, step)
+        elif isinstance(step, CallStep | LinkStep):
+            key = "call" if isinstance(step, CallStep) else "link"
+            target = getattr(step, key)
+            if target not in self.flows.flows:
+                self.problems.append(((*loc, key), f"flow {target!r} is not defined under flows"))
+        elif isinstance(step, HandoffStep):
+            if isinstance(step.handoff, str):
+                self.response((*loc, "handoff"), step.handoff)
+        elif isinstance(step, EndStep) and step.respond is not None:
+            self.response((*loc, "respond"), step.respond)
+
+    def _action(self, loc: Loc, step: ActionStep) -> None:
+        if self.tools is not None and step.action not in self.tools.tools:
+            known = ", ".join(sorted(self.tools.tools)) or "none: the project has no tools.yml or it is empty"
+            self.problems.append(
+                ((*loc, "action"), f"tool {step.action!r} is not defined in tools.yml ({known})")
+            )
+        for key, value in step.args.items():
+            for name in sorted(template_names(value)):
+                if name not in self.flows.slots:
+                    self.problems.append(
+                        (
+                            (*loc, "args", key),
+                            f"{{{name}}} names no slot: only declared slots can be filled in",
+                        )
+                    )
+
+    def _calls(self) -> None:
+        """A flow that calls itself, directly or through others, would stack up forever."""
+        calls: dict[str, list[tuple[int, str]]] = {
+            name: [
+                (i, s.call)
+                for i, s in enumerate(flow.steps)
+                if isinstance(s, CallStep) and s.call in self.flows.flows
+            ]
+            for name, flow in self.flows.flows.items()
+        }
+        done: set[str] = set()
+        path: list[str] = []
+
+        def visit(name: str) -> None:
+            path.append(name)
+            for i, callee in calls[name]:
+                if callee in path:
+                    cycle = " -> ".join([*path[path.index(callee) :], callee])
+                    self.problems.append(
+                        (
+                            ("flows", name, "steps", i, "call"),
+                            f"call cycle {cycle}: a flow cannot call itself, directly or through other "
+                            "flows (use link to continue in a flow for good)",
+                        )
+                    )
+                elif callee not in done:
+                    visit(callee)
+            path.pop()
+            done.add(name)
+
+        for name in calls:
+            if name not in done:
+                visit(name)
+
+
+def _flow_named(step: Step) -> str | None:
+    """The flow a ``call`` or ``link`` step goes to."""
+    return step.call if isinstance(step, CallStep) else step.link if isinstance(step, LinkStep) else None
+
+
+def _tools_checks(root: Path, tools: ToolsFile) -> list[tuple[Loc, str]]:
+    problems: list[tuple[Loc, str]] = []
+    for key, spec in tools.tools.items():
+        if spec.name != key:
+            problems.append((("tools", key, "name"), f"name {spec.name!r} differs from its key {key!r}"))
+        if module_file(root, spec) is None:
+            expected = Path(TOOLS_DIR, *spec.module.split("."))
             problems.append(
-                f"{root / 'flows.yml'}: slot {name!r} maps entity {slot.from_entity!r} not in nlu.yml"
+                (
+                    ("tools", key, "python"),
+                    f"module {spec.module!r} not found: expected {expected}.py or {expected}/__init__.py",
+                )
             )
     return problems
+
+
+def _load_flows(
+    path: Path,
+    nlu: NluFile | None,
+    responses: ResponsesFile | None,
+    tools: ToolsFile | None,
+    problems: list[str],
+    warnings: list[str],
+) -> FlowsFileV2 | None:
+    if not path.is_file():
+        problems.append(f"{path}: missing file")
+        return None
+    text = path.read_text(encoding="utf-8")
+    try:
+        data, node = yaml.safe_load(text), yaml.compose(text)
+    except yaml.YAMLError:
+        data, node = None, None  # reported by _parse below
+    if is_v1_flows(data):
+        problems.append(f"{path}:{_line_of(node, ('version',))}: {V1_FORMAT_MESSAGE}")
+        return None
+    flows, node = _parse(text, path, FlowsFileV2, problems)
+    if flows is None:
+        return None
+    checker = _FlowsChecker(flows, nlu, responses, tools)
+    checker.run()
+    problems += [_where(path, node, loc, message) for loc, message in checker.problems]
+    warnings += [_where(path, node, loc, message) for loc, message in checker.warnings]
+    return None if checker.problems else flows
 
 
 def load_project(root: Path | str) -> Project:
@@ -554,12 +888,22 @@ def load_project(root: Path | str) -> Project:
     if not root.is_dir():
         raise ProjectError([f"{root}: no such assistant project folder"])
     problems: list[str] = []
+    warnings: list[str] = []
     assistant = _load_file(root / "assistant.yml", AssistantFile, problems)
     nlu = _load_file(root / "nlu.yml", NluFile, problems, _nlu_checks)
-    flows = _load_file(root / "flows.yml", FlowsFile, problems)
     responses = _load_file(root / "responses.yml", ResponsesFile, problems)
-    if not problems:
-        problems = _cross_check(root, nlu, flows, responses)
+    tools: ToolsFile | None = ToolsFile()
+    if (root / "tools.yml").is_file():
+        tools = _load_file(root / "tools.yml", ToolsFile, problems, lambda t: _tools_checks(root, t))
+    flows = _load_flows(root / "flows.yml", nlu, responses, tools, problems, warnings)
     if problems:
-        raise ProjectError(problems)
-    return Project(root=root.resolve(), assistant=assistant, nlu=nlu, flows=flows, responses=responses)
+        raise ProjectError(problems, warnings)
+    return Project(
+        root=root.resolve(),
+        assistant=assistant,
+        nlu=nlu,
+        flows=flows,
+        responses=responses,
+        tools=tools,
+        warnings=tuple(warnings),
+    )

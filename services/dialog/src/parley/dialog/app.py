@@ -11,11 +11,12 @@ from parley.core.lifecycle import serve_service
 from parley.core.logging import configure_logging, get_logger
 from parley.core.project import Project, load_project
 from parley.core.telemetry import setup_tracing
+from parley.core.tools import ToolRegistry
 from parley.dialog.adapters.grpc import DialogServicer
 from parley.dialog.adapters.stage import DialogStage
+from parley.dialog.domain.engine import Engine
 from parley.dialog.domain.manager import DialogManager
-from parley.dialog.domain.policy import RulePolicy
-from parley.dialog.ports import StateStore
+from parley.dialog.ports import StateStore, ToolRunner
 from parley.dialog.settings import DialogSettings
 from parley.dialog.v1 import dialog_pb2_grpc
 
@@ -28,7 +29,7 @@ SERVICE_NAME = "parley.dialog.v1.DialogService"
 class DialogService:
     """The wired dialog: its gRPC face, its stage, and the objects behind them."""
 
-    policy: RulePolicy
+    engine: Engine
     manager: DialogManager
     servicer: DialogServicer
     registration: ServiceRegistration
@@ -36,18 +37,21 @@ class DialogService:
 
 
 def build_dialog(
-    settings: DialogSettings, context: StateStore, project: Project | None = None
+    settings: DialogSettings,
+    context: StateStore,
+    project: Project | None = None,
+    tools: ToolRunner | None = None,
 ) -> DialogService:
     """Wire the dialog over ``context`` (a ContextClient, in-process or remote); loads the project from
-    ``settings.project_dir`` unless one is given."""
+    ``settings.project_dir`` unless one is given, and runs its ``tools.yml`` unless ``tools`` is given."""
     project = project if project is not None else load_project(settings.project_dir)
-    policy = RulePolicy.from_project(project)
+    engine = Engine.from_project(project, tools if tools is not None else ToolRegistry.for_project(project))
     manager = DialogManager(
-        policy, context, max_attempts=settings.state_attempts, backoff_s=settings.state_backoff_s
+        engine, context, max_attempts=settings.state_attempts, backoff_s=settings.state_backoff_s
     )
     servicer = DialogServicer(manager)
     return DialogService(
-        policy=policy,
+        engine=engine,
         manager=manager,
         servicer=servicer,
         registration=ServiceRegistration(

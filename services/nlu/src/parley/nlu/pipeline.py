@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
+from parley.core.flows import CollectStep
 from parley.core.logging import get_logger
 from parley.core.project import Project
 from parley.nlu.adapters.language import LanguageDetector
@@ -90,13 +91,7 @@ def build_parser(project: Project, model: IntentModel, *, warm: bool = True) -> 
     load in a background thread (about 2 s), so the service answers health checks at once and the first
     parse waits only for what is still loading.
     """
-    flows = project.flows
-    required = {
-        rule.intent: tuple(
-            flows.slots[slot].from_entity or slot for slot in rule.requires if slot in flows.slots
-        )
-        for rule in flows.rules
-    }
+    required = required_entities(project)
     synonyms = SynonymMapper.for_project(project)
     vocabulary = vocabulary_words(
         [
@@ -123,6 +118,25 @@ def build_parser(project: Project, model: IntentModel, *, warm: bool = True) -> 
     if warm:
         threading.Thread(target=_warm, args=(parser,), name="nlu-warm-up", daemon=True).start()
     return parser
+
+
+def required_entities(project: Project) -> dict[str, tuple[str, ...]]:
+    """Intent -> the entity types (or slot names, for slots no entity fills) that the flows it starts
+    collect, in step order: what ``frame.missing`` lists when a message does not give them."""
+    flows = project.flows
+    required: dict[str, list[str]] = {}
+    for flow in flows.flows.values():
+        if flow.trigger is None:
+            continue
+        needed = [
+            flows.slots[step.collect].entity or step.collect
+            for step in flow.steps
+            if isinstance(step, CollectStep) and step.collect in flows.slots
+        ]
+        for intent in flow.trigger.intents:
+            found = required.setdefault(intent, [])
+            found += [name for name in dict.fromkeys(needed) if name not in found]
+    return {intent: tuple(names) for intent, names in required.items()}
 
 
 def _warm(parser: Parser) -> None:

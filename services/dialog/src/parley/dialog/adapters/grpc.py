@@ -32,5 +32,10 @@ class DialogServicer(dialog_pb2_grpc.DialogServiceServicer):
         self, request: dialog_pb2.DecideRequest, context: grpc.aio.ServicerContext
     ) -> dialog_pb2.DecideResponse:
         validate_decide(request)
-        decision = await self._manager.decide(request.conversation_id, request.turn_id, request.understanding)
+        decision = await self._manager.decide(
+            request.conversation_id,
+            request.turn_id,
+            request.understanding,
+            context=request.context if request.HasField("context") else None,
+        )
         return dialog_pb2.DecideResponse(decision=decision)

@@ -27,7 +27,16 @@ class DialogStage:
         if event_type(event) != "understood":
             raise PoisonEventError(f"dialog expects an understood turn, got {event_type(event) or 'nothing'}")
         understood = event.understood
-        decision = await self._manager.decide(event.conversation_id, event.event_id, understood.understanding)
+        # The event's own time is the turn's clock: a redelivered event is decided exactly alike, and a
+        # replay from the event log (parley.dialog.domain.replay) sees the same clock.
+        at = event.occurred_at.ToMicroseconds() / 1e6 if event.HasField("occurred_at") else None
+        decision = await self._manager.decide(
+            event.conversation_id,
+            event.event_id,
+            understood.understanding,
+            context=understood.context if understood.HasField("context") else None,
+            now=at or None,
+        )
         decided = pb.DecidedTurn(
             decision=decision, understanding=understood.understanding, language=understood.language
         )

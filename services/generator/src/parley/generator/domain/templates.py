@@ -11,6 +11,12 @@ rendering the same turn again (a replay after a crash) gives the same text.
 
 Never empty: a variant whose placeholders are not all available is skipped for one that is; when none
 fits, the project's ``utter_fallback`` (or a built-in sentence) stands in for it.
+
+The dialog engine says some things of its own (asking to rephrase, offering options, clarifying, offering to
+resume a flow, asking for a slot): a project may word them in ``responses.yml``; when it does not, the
+built-in texts of :data:`DEFAULT_RESPONSES` are used, so a new project works before it writes a single one.
+An action's ``options`` (clarification choices, fallback offers) become quick replies after the template's
+own.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from typing import Any
 from google.protobuf.json_format import MessageToDict
 
 from parley.core.errors import ConfigurationError
+from parley.core.flows import ASK_PREFIX, BUILTIN_RESPONSES, DEFAULT_ASK_TEXT
 from parley.core.logging import get_logger
 from parley.core.project import ResponsesFile, ResponseVariant
 from parley.dialog.v1 import dialog_pb2
@@ -36,6 +43,32 @@ log = get_logger(__name__)
 FALLBACK_RESPONSE = "utter_fallback"
 #: The last resort when even the fallback response cannot be rendered (or the project has none).
 BUILTIN_FALLBACK = "Sorry, I can't help with that right now."
+
+#: Wordings tried before the core's default text of a response, when the values they need are known.
+_RICHER: dict[str, tuple[str, ...]] = {
+    "utter_offer_options": ("I can help with {options}. What would you like to do?",),
+    "utter_clarify": ("Did you mean {options}?",),
+}
+#: Wordings tried after it, when the default text needs a value the action lacks.
+_PLAINER: dict[str, tuple[str, ...]] = {
+    "utter_resume": ("Shall we get back to what we were doing?",),
+}
+#: Responses the dialog engine says on its own that ``flows.yml`` never names.
+ENGINE_RESPONSES: dict[str, tuple[str, ...]] = {
+    "utter_error": ("Sorry, something went wrong on my side.",),
+    "utter_transition": ("Now, {flow}.", "Now, the next thing you asked for."),
+    "utter_slot_updated": ("Okay, the {slot} is now {value}.", "Okay, updated."),
+}
+#: Built-in wording of every response the engine may use, for projects whose ``responses.yml`` lacks it
+#: (the core's :data:`~parley.core.flows.BUILTIN_RESPONSES` plus the engine's own). The variants of one
+#: response are tried in order and the first whose placeholders are all known is said.
+DEFAULT_RESPONSES: dict[str, tuple[str, ...]] = {
+    **{
+        name: (*_RICHER.get(name, ()), text, *_PLAINER.get(name, ()))
+        for name, text in BUILTIN_RESPONSES.items()
+    },
+    **ENGINE_RESPONSES,
+}
 
 _FORMATTER = string.Formatter()
 _WORDS = re.compile(r"^\s+|\S+\s*")
@@ -70,11 +103,20 @@ def parse_template(text: str) -> tuple[Piece, ...]:
 
 
 def _value_text(value: Any) -> str | None:
-    """The text of a param value, or ``None`` when it does not count as available."""
+    """The text of a param value, or ``None`` when it does not count as available.
+
+    A list reads as words (``bacon``, ``bacon and cheese``, ``ham, eggs and cheese``); an empty one, like an
+    empty text, is not available.
+    """
     if value is None:
         return None
     if isinstance(value, float) and value.is_integer():
         value = int(value)  # Struct numbers are doubles: 12345 arrives as 12345.0
+    if isinstance(value, list):
+        items = [text for item in value if (text := _value_text(item)) is not None]
+        if not items:
+            return None
+        return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
     text = str(value)
     return text if text.strip() else None
 
@@ -107,6 +149,23 @@ class Template:
         return "".join(literal + (values[name] if name is not None else "") for literal, name in self.pieces)
 
 
+def _default_variants(name: str) -> tuple[str, ...]:
+    """The built-in wording of ``name`` (none for a response that is not the engine's own)."""
+    if name in DEFAULT_RESPONSES:
+        return DEFAULT_RESPONSES[name]
+    slot = name.removeprefix(ASK_PREFIX)
+    if slot != name and slot.strip("_"):
+        return (DEFAULT_ASK_TEXT.replace("{slot}", slot.replace("_", " ").strip()),)
+    return ()
+
+
+def _options_text(titles: Sequence[str]) -> str:
+    """``a``, ``a or b``, ``a, b or c``."""
+    if len(titles) <= 1:
+        return "".join(titles)
+    return ", ".join(titles[:-1]) + " or " + titles[-1]
+
+
 def _stable_index(turn_id: str, name: str, count: int) -> int:
     digest = hashlib.sha256(f"{turn_id}\x1f{name}".encode()).digest()
     return int.from_bytes(digest[:8], "big") % count
@@ -137,10 +196,22 @@ class TemplateRenderer:
 
     @property
     def response_names(self) -> frozenset[str]:
+        """The project's own responses (built-in defaults not included)."""
         return frozenset(self._templates)
 
+    def knows(self, name: str) -> bool:
+        """Whether ``name`` renders: a project response or a built-in default."""
+        return name in self._templates or bool(_default_variants(name))
+
     def _choose(self, turn_id: str, name: str, values: Mapping[str, str]) -> Template | None:
-        fitting = [t for t in self._templates.get(name, ()) if t.fits(values) and t.render(values).strip()]
+        if name not in self._templates:
+            # Built-in defaults: the most specific variant that fits, always the same one.
+            for text in _default_variants(name):
+                default = Template(parse_template(text), ())
+                if default.fits(values):
+                    return default
+            return None
+        fitting = [t for t in self._templates[name] if t.fits(values) and t.render(values).strip()]
         if not fitting:
             return None
         return fitting[_stable_index(turn_id, name, len(fitting))]
@@ -153,14 +224,20 @@ class TemplateRenderer:
         needs_fallback = False
         fallback_values: Mapping[str, str] = {}
         for action in actions:
-            if action.name not in self._templates:
+            options = [
+                generator_pb2.QuickReply(title=o.title, payload=o.payload or o.title) for o in action.options
+            ]
+            if not self.knows(action.name):
                 log.info("action is not a response, skipped", action=action.name, turn_id=turn_id)
+                quick_replies.extend(options)
                 continue
             values = {
                 key: text
                 for key, value in MessageToDict(action.params).items()
                 if (text := _value_text(value)) is not None
             }
+            if options and "options" not in values:
+                values["options"] = _options_text([o.title for o in options])
             template = self._choose(turn_id, action.name, values)
             if template is None:
                 log.warning(
@@ -171,10 +248,12 @@ class TemplateRenderer:
                 )
                 if not needs_fallback:
                     needs_fallback, fallback_values = True, values
+                quick_replies.extend(options)
                 continue
             texts.append(template.render(values).strip())
             templates.append(action.name)
             quick_replies.extend(template.quick_replies)
+            quick_replies.extend(options)
         if needs_fallback or not texts:
             fallback = self._choose(turn_id, FALLBACK_RESPONSE, fallback_values)
             if fallback is not None:
@@ -183,4 +262,18 @@ class TemplateRenderer:
                 quick_replies.extend(fallback.quick_replies)
             else:
                 texts.append(BUILTIN_FALLBACK)
-        return generator_pb2.Reply(text=" ".join(texts), quick_replies=quick_replies, templates=templates)
+        return generator_pb2.Reply(
+            text=" ".join(texts), quick_replies=_unique(quick_replies), templates=templates
+        )
+
+
+def _unique(replies: Sequence[generator_pb2.QuickReply]) -> list[generator_pb2.QuickReply]:
+    """Quick replies without repeats (a template's own button and an option may be the same)."""
+    seen: set[tuple[str, str]] = set()
+    out: list[generator_pb2.QuickReply] = []
+    for reply in replies:
+        key = (reply.title.casefold(), reply.payload)
+        if key not in seen:
+            seen.add(key)
+            out.append(reply)
+    return out

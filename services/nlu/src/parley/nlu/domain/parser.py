@@ -9,10 +9,15 @@
 5. entity merging (exact-pattern rules win) and resolution to canonical values relative to the
    conversation's reference time and timezone;
 6. out-of-scope, clarification, sentiment/emotion/urgency and the semantic frame.
+
+A message written as a payload, ``/intent_name`` or ``/intent_name{"entity": "value"}`` (what a quick reply
+sends back; handy in tests), skips all of that: the intent is taken as said, with confidence 1.0, and the
+entities as given (resolved like any other, so ``{"date": "next Tuesday"}`` becomes a date).
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -33,6 +38,11 @@ _CLAUSE_SPLIT = re.compile(
     r"\s*(?:[.;!?]+\s+(?:and\s+)?(?:also,?\s+)?|,?\s+and\s+(?:then\s+|also\s+)?|,?\s+also\s+|,?\s+plus\s+)",
     re.IGNORECASE,
 )
+
+
+# "/intent_name" optionally followed by a JSON object of entities: the whole message, nothing else.
+_PAYLOAD = re.compile(r"/(?P<intent>[A-Za-z0-9_][A-Za-z0-9_.-]*)\s*(?P<entities>\{.*\})?", re.DOTALL)
+PAYLOAD_EXTRACTOR = "payload"
 
 
 @dataclass(frozen=True)
@@ -139,6 +149,11 @@ class Parser:
         items = [i if isinstance(i, ParseInput) else ParseInput(i) for i in inputs]
         if not items:
             return []
+        payloads = {i: result for i, item in enumerate(items) if (result := self._payload(item)) is not None}
+        if payloads:
+            rest = [item for i, item in enumerate(items) if i not in payloads]
+            parsed = iter(self.parse_batch(rest))
+            return [payloads[i] if i in payloads else next(parsed) for i in range(len(items))]
         prepared = [self._prepare(item) for item in items]
         texts: list[str] = []
         for p in prepared:
@@ -155,6 +170,65 @@ class Parser:
         return results
 
     # -- steps
+
+    def _payload(self, item: ParseInput) -> nlu_pb2.ParseResult | None:
+        """The result a ``/intent{...}`` payload says, or ``None`` for ordinary text.
+
+        Only intents the model knows count, and the entities must be a JSON object of names to strings,
+        numbers or lists of them: anything else ("/help", "/etc/passwd") is parsed as the text it is.
+        """
+        text = item.text.strip()
+        match = _PAYLOAD.fullmatch(text)
+        if match is None or match["intent"] not in self.model.intents:
+            return None
+        given: object = {}
+        if match["entities"]:
+            try:
+                given = json.loads(match["entities"])
+            except json.JSONDecodeError:
+                return None
+        if not isinstance(given, dict):
+            return None
+        reference = item.reference_time or datetime.now(UTC)
+        timezone = item.timezone or "UTC"
+        entities: list[nlu_pb2.Entity] = []
+        for entity_type, raw in given.items():
+            values = raw if isinstance(raw, list) else [raw]
+            for value in values:
+                if isinstance(value, bool) or not isinstance(value, str | int | float) or not str(value):
+                    return None
+                entities.append(self._payload_entity(text, str(entity_type), str(value), reference, timezone))
+        intent = nlu_pb2.Intent(name=match["intent"], confidence=1.0, parent=_parent(match["intent"]))
+        language = item.language.split("-")[0] if item.language else self.config.language
+        return nlu_pb2.ParseResult(
+            text=item.text,
+            intent=intent,
+            ranking=[intent],
+            entities=entities,
+            model_version=self.model.version,
+            intents=[intent],
+            language=nlu_pb2.Language(code=language, confidence=1.0),
+            corrected_text=item.text,
+            frame=self._frame(intent.name, [intent], entities),
+        )
+
+    def _payload_entity(
+        self, text: str, entity_type: str, value: str, reference: datetime, timezone: str
+    ) -> nlu_pb2.Entity:
+        """A payload's entity, its span the value's place in the message, resolved like any entity."""
+        start = text.find(value)
+        start, end = (start, start + len(value)) if start >= 0 else (0, 0)
+        entity = nlu_pb2.Entity(
+            type=entity_type, text=value, value=value, confidence=1.0, extractor=PAYLOAD_EXTRACTOR
+        )
+        mapper = self.synonyms.get(entity_type)
+        if mapper is not None:
+            entity.value = mapper.map(value)
+        if self.resolver is not None:
+            entity.start, entity.end = 0, len(value)
+            entity = self.resolver.resolve(entity, value, reference, timezone, language=self.config.language)
+        entity.start, entity.end = start, end
+        return entity
 
     def _prepare(self, item: ParseInput) -> _Prepared:
         text = item.text
