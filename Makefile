@@ -25,9 +25,11 @@ $(UV):
 	@$(PYTHON) -m venv $(TOOLS)
 	@$(TOOLS)/bin/pip install --quiet --disable-pip-version-check "uv>=$(UV_VERSION)"
 
+# llama-cpp-python (generator) builds from source, 5-15 min on two cores: a second uv that needs the same
+# build waits for it instead of failing after uv's default 300 s (its flags are in pyproject.toml's [tool.uv]).
 $(VENV)/.synced: $(UV) uv.lock pyproject.toml $(wildcard libs/*/pyproject.toml services/*/pyproject.toml)
 	@echo "==> installing the workspace into $(VENV)"
-	@$(UV) sync --frozen --all-packages --python $(PYTHON)
+	@UV_LOCK_TIMEOUT=$${UV_LOCK_TIMEOUT:-3600} $(UV) sync --frozen --all-packages --python $(PYTHON)
 	@touch $@
 
 $(PROTO_STAMP): $(VENV)/.synced $(PROTO_FILES)

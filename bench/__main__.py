@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bench.context import bench_context
+from bench.generator import bench_generator
 from bench.nlu import bench_nlu
 from bench.nlu_datasets import bench_nlu_datasets
 from bench.sentiment import bench_sentiment
@@ -24,6 +25,7 @@ from parley.core.settings import LogSettings
 
 BENCHMARKS = {
     "context": bench_context,
+    "generator": bench_generator,
     "nlu": bench_nlu,
     "nlu-datasets": bench_nlu_datasets,
     "sentiment": bench_sentiment,

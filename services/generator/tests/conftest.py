@@ -1,4 +1,4 @@
-"""Fixtures of the generator tests: the example assistant project."""
+"""Fixtures of the generator tests: the example assistant project, language-model servers."""
 
 from __future__ import annotations
 
@@ -7,6 +7,11 @@ from pathlib import Path
 import pytest
 
 from parley.core.project import Project, load_project
+from parley.generator.testing import (  # noqa: F401 - fixtures: a real llama.cpp server, scripted HTTP servers
+    llama_server,
+    llama_server_victim,
+    scripted_server,
+)
 
 EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "order-support"
 
