@@ -29,7 +29,7 @@ from parley.dialog.app import build_dialog
 from parley.dialog.settings import DialogSettings
 from parley.gateway.app import GatewayServer
 from parley.gateway.settings import GatewaySettings
-from parley.generator.app import build_generator
+from parley.generator.app import GeneratorService, build_generator
 from parley.generator.settings import GeneratorSettings
 from parley.nlu.app import build_nlu
 from parley.nlu.settings import NluSettings
@@ -60,6 +60,7 @@ class EmbeddedStack:
     gateway: GatewayServer | None = None
     grpc: GrpcServer | None = None
     _retention: asyncio.Task[None] | None = field(default=None, init=False, repr=False)
+    _generator: GeneratorService | None = field(default=None, init=False, repr=False)
 
     async def start(self) -> None:
         """Start PostgreSQL (embedded unless a URL is set), build every service, serve HTTP and gRPC."""
@@ -78,7 +79,7 @@ class EmbeddedStack:
         log.info("loading the NLU model (trained on first start)", project=str(self.project_dir))
         nlu = await asyncio.to_thread(build_nlu, nlu_settings, project)
         dialog = build_dialog(DialogSettings(), context_client, project)
-        generator = build_generator(GeneratorSettings(), project)
+        generator = self._generator = build_generator(GeneratorSettings(), project)
         for service in (self.context, nlu, dialog, generator):
             for subscription in service.subscriptions:
                 self.bus.subscribe(subscription)
@@ -108,5 +109,7 @@ class EmbeddedStack:
         if self.grpc is not None:
             await self.grpc.stop(1.0)
         await self.bus.stop()
+        if self._generator is not None:
+            await self._generator.aclose()  # its language-model clients, when one is configured
         if self.pool is not None:
             await self.pool.close()

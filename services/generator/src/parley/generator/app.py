@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from parley.core.bus.base import Subscription
 from parley.core.grpc import ServiceRegistration
@@ -10,8 +10,11 @@ from parley.core.lifecycle import serve_service
 from parley.core.logging import configure_logging, get_logger
 from parley.core.project import Project, load_project
 from parley.core.telemetry import setup_tracing
+from parley.core.tools import ToolRegistry
 from parley.generator.adapters.grpc import GeneratorServicer
+from parley.generator.adapters.llm_factory import LlmStack, build_llm
 from parley.generator.adapters.stage import GeneratorStage
+from parley.generator.domain.replies import ReplyService
 from parley.generator.domain.templates import TemplateRenderer
 from parley.generator.settings import GeneratorSettings
 from parley.generator.v1 import generator_pb2_grpc
@@ -23,27 +26,58 @@ SERVICE_NAME = "parley.generator.v1.GeneratorService"
 
 @dataclass(frozen=True)
 class GeneratorService:
-    """The wired generator: its gRPC face, its stage, and the renderer behind them."""
+    """The wired generator: its gRPC face, its stage, and the reply service behind them; ``llm`` is the
+    language-model path when ``settings.llm.enabled`` (release it with :meth:`aclose`)."""
 
     renderer: TemplateRenderer
     servicer: GeneratorServicer
     registration: ServiceRegistration
     subscriptions: list[Subscription]
+    replies: ReplyService
+    llm: LlmStack | None = field(default=None)
+
+    async def aclose(self) -> None:
+        """Release the LLM providers' clients and model threads (nothing to do without them)."""
+        if self.llm is not None:
+            await self.llm.aclose()
 
 
 def build_generator(settings: GeneratorSettings, project: Project | None = None) -> GeneratorService:
     """Wire the generator; loads the project from ``settings.project_dir`` unless one is given. Raises
-    :class:`~parley.generator.domain.templates.TemplateError` for an unsafe template."""
+    :class:`~parley.generator.domain.templates.TemplateError` for an unsafe template.
+
+    With ``settings.llm.enabled`` the LLM stack is built too (nothing is connected or loaded yet), with the
+    project's tools unless ``settings.llm.use_tools`` is off; the caller releases it
+    (:meth:`GeneratorService.aclose`).
+    """
     project = project if project is not None else load_project(settings.project_dir)
     renderer = TemplateRenderer(project.responses)
-    servicer = GeneratorServicer(renderer)
+    llm: LlmStack | None = None
+    if settings.llm.enabled:
+        tools = ToolRegistry.for_project(project) if settings.llm.use_tools else None
+        llm = build_llm(settings.llm, tools=tools)
+        log.info(
+            "LLM replies enabled",
+            providers=[p.label for p in settings.llm.providers],
+            hybrid=settings.llm.hybrid,
+            tools=tools.names if tools is not None else [],
+        )
+    replies = ReplyService(
+        renderer,
+        llm.responder if llm is not None else None,
+        hybrid=settings.llm.hybrid,
+        personality=settings.llm.personality,
+    )
+    servicer = GeneratorServicer(replies)
     return GeneratorService(
         renderer=renderer,
         servicer=servicer,
         registration=ServiceRegistration(
             generator_pb2_grpc.add_GeneratorServiceServicer_to_server, servicer, SERVICE_NAME
         ),
-        subscriptions=[GeneratorStage(renderer).subscription()],
+        subscriptions=[GeneratorStage(replies).subscription()],
+        replies=replies,
+        llm=llm,
     )
 
 
@@ -53,6 +87,15 @@ async def serve(settings: GeneratorSettings | None = None) -> None:
     configure_logging(settings.log, service="generator")
     setup_tracing("generator", settings.telemetry)
     service = build_generator(settings)
-    await serve_service(
-        "generator", settings, service.registration, service.subscriptions, project=str(settings.project_dir)
-    )
+    try:
+        await serve_service(
+            "generator",
+            settings,
+            service.registration,
+            service.subscriptions,
+            project=str(settings.project_dir),
+            llm=settings.llm.enabled,
+        )
+    finally:
+        # After serve_service's stop: the gRPC server has drained and the bus stopped consuming.
+        await service.aclose()

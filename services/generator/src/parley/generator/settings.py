@@ -8,15 +8,20 @@ from pydantic import AliasChoices, Field
 from pydantic_settings import SettingsConfigDict
 
 from parley.core.settings import ServiceSettings
+from parley.generator.adapters.llm_factory import LlmSettings
 
 
 class GeneratorSettings(ServiceSettings):
-    """Where the generator listens and which project's responses it renders."""
+    """Where the generator listens, which project's responses it renders, and the optional LLM path
+    (nested settings by ``__``: ``PARLEY_GENERATOR_LLM__ENABLED=true``)."""
 
-    model_config = SettingsConfigDict(env_prefix="PARLEY_GENERATOR_", env_ignore_empty=True, extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="PARLEY_GENERATOR_", env_ignore_empty=True, extra="ignore", env_nested_delimiter="__"
+    )
 
     grpc_port: int = Field(default=50053, ge=0, le=65535)
     project_dir: Path = Field(
         default=Path("examples/order-support"),
         validation_alias=AliasChoices("PARLEY_PROJECT_DIR", "project_dir"),
     )
+    llm: LlmSettings = Field(default_factory=LlmSettings)

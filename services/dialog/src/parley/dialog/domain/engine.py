@@ -837,7 +837,8 @@ class Engine:
             self.executor.handoff(work, fallback.handoff)
             return
         if state.failures == 1:
-            work.emit(fallback.rephrase, "unknown")
+            # The user's words go along: a generator with a language model can answer them directly.
+            work.emit(fallback.rephrase, "unknown", {"text": work.turn.understanding.text})
             return
         options = self._history_options(work)
         for flow in self.catalog.triggered_flows():

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 import grpc
 
 from parley.core.errors import InvalidInputError
-from parley.generator.domain.templates import TemplateRenderer, split_words
+from parley.generator.domain.replies import ReplyService
 from parley.generator.v1 import generator_pb2, generator_pb2_grpc
 
 #: More actions than any sane decision holds; guards the renderer against abuse.
@@ -23,23 +23,27 @@ def validate_generate(request: generator_pb2.GenerateRequest) -> None:
 
 
 class GeneratorServicer(generator_pb2_grpc.GeneratorServiceServicer):
-    """Renders replies; the turn id fixes the variants, so a retried call returns the same text."""
+    """Renders replies; the turn id fixes the template variants, so a retried call returns the same text
+    (an LLM-written reply, where one is configured, may differ)."""
 
-    def __init__(self, renderer: TemplateRenderer) -> None:
-        self._renderer = renderer
+    def __init__(self, replies: ReplyService) -> None:
+        self._replies = replies
 
     async def Generate(
         self, request: generator_pb2.GenerateRequest, context: grpc.aio.ServicerContext
     ) -> generator_pb2.GenerateResponse:
         validate_generate(request)
-        return generator_pb2.GenerateResponse(reply=self._renderer.render(request.turn_id, request.actions))
+        generated = await self._replies.reply(request.turn_id, request.actions, language=request.language)
+        return generator_pb2.GenerateResponse(reply=generated.reply)
 
     async def GenerateStream(
         self, request: generator_pb2.GenerateRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[generator_pb2.GenerateChunk]:
-        """The reply word by word, then a final chunk carrying the whole reply."""
+        """The reply in pieces (word by word; a model's answer as it is written), then a final chunk carrying
+        the whole reply."""
         validate_generate(request)
-        reply = self._renderer.render(request.turn_id, request.actions)
-        for piece in split_words(reply.text):
-            yield generator_pb2.GenerateChunk(text_delta=piece)
-        yield generator_pb2.GenerateChunk(final=True, reply=reply)
+        async for piece in self._replies.stream(request.turn_id, request.actions, language=request.language):
+            if piece.final is not None:
+                yield generator_pb2.GenerateChunk(final=True, reply=piece.final.reply)
+            elif piece.text_delta:
+                yield generator_pb2.GenerateChunk(text_delta=piece.text_delta)

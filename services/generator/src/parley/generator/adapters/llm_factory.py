@@ -83,6 +83,11 @@ class LlmSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     enabled: bool = False
+    #: Hybrid mode: every rendered template reply is reworded by the model (slot values kept, else the
+    #: template text stays).
+    hybrid: bool = False
+    #: Let the model call the project's tools (``tools.yml``) when it answers on its own.
+    use_tools: bool = True
     providers: list[ProviderConfig] = Field(
         default_factory=lambda: [ProviderConfig(kind="llama_cpp", name="local")]
     )
