@@ -492,12 +492,15 @@ def run_dataset(
     if isinstance(joint, EvalResults):
         found["joint (fine-tuned)"] = joint
     rows = [r for system, res in found.items() for r in rows_for(name, system.split(" (")[0], res)]
-    title = f"{CITATIONS.get(name, name)}: test split, {len(ds.test):,} examples"
-    report = write_report(found, REPORTS / name, title)
+    # The joint model's own metrics are saved first: they cost the most to get.
     if isinstance(joint, dict):
         rows += joint_rows(name, joint)
+        (REPORTS / name).mkdir(parents=True, exist_ok=True)
         (REPORTS / name / "joint.json").write_text(json.dumps(joint, indent=2, default=float) + "\n")
-    _log(f"{name}: report {report}")
+        _log(f"{name}: joint model metrics in {REPORTS / name / 'joint.json'}")
+    if found:
+        title = f"{CITATIONS.get(name, name)}: test split, {len(ds.test):,} examples"
+        _log(f"{name}: report {write_report(found, REPORTS / name, title)}")
     return rows
 
 
