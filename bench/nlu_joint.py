@@ -1,9 +1,11 @@
 """The fine-tuned joint model on a benchmark: train, save (ONNX), evaluate through the serving runtime.
 
 ``train_and_eval(train, test, config)`` is what the dataset benchmarks call; ``python -m bench.nlu_joint``
-runs one quick sanity check on a CLINC150 subset (``--train 1000 --test 1000``)::
+runs one quick sanity check on a CLINC150 subset (``--train 1000 --test 1000``), or a whole data set
+with any training settings (a GPU, say)::
 
     .venv/bin/python -m bench.nlu_joint --train 1000 --test 1000 --oos 200 --epochs 8
+    .venv/bin/python -m bench.nlu_joint --dataset snips --epochs 3 --config '{"device": "cuda"}'
 
 Examples are duck-typed (``.text``, ``.intents``, ``.entities`` of spans with ``.start .end .type``);
 an example whose intents are empty or equal ``config["oos_label"]`` is out of scope.
@@ -241,11 +243,38 @@ def _clinc_subset(path: Path, n_train: int, n_test: int, n_oos: int, seed: int) 
     return train, val, test
 
 
+def _dataset_run(name: str, overrides: dict[str, Any], rounds: int) -> dict[str, Any]:
+    """Train and score on a whole benchmark data set (as ``python -m bench nlu-datasets`` does)."""
+    from bench.datasets import LOADERS  # noqa: PLC0415
+
+    if name not in LOADERS:
+        raise SystemExit(f"unknown dataset {name!r}; choose one of {', '.join(LOADERS)}")
+    ds = LOADERS[name]()
+    oos = ds.oos_label
+    train = [Example(e.text, (), e.entities) if e.intents == (oos,) else e for e in ds.train]
+    config = {
+        "dataset": ds.name,
+        "oos_label": oos,
+        "val_examples": list(ds.val) or None,
+        "multi_label": ds.multi_label,
+        "joint": overrides,
+        "latency_rounds": rounds,
+    }
+    return train_and_eval(train, list(ds.test), config)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--clinc", type=Path, default=Path("../shared/datasets/clinc150/data/data_full.json"))
+    parser.add_argument(
+        "--dataset", help="a whole benchmark data set (clinc150, banking77, snips, ...) instead of the subset"
+    )
+    parser.add_argument(
+        "--config", default="{}", help='JointConfig fields as JSON, e.g. \'{"device": "cuda", "epochs": 5}\''
+    )
+    parser.add_argument("--out", type=Path, help="also write the metrics as JSON to this file")
     parser.add_argument("--train", type=int, default=1000)
     parser.add_argument("--test", type=int, default=1000)
     parser.add_argument("--oos", type=int, default=200)
@@ -253,15 +282,22 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--rounds", type=int, default=200)
     args = parser.parse_args()
-    train, val, test = _clinc_subset(args.clinc, args.train, args.test, args.oos, seed=13)
-    config = {
-        "dataset": f"clinc150-subset-{args.train}",
-        "val_examples": val,
-        "joint": JointConfig(epochs=args.epochs, num_threads=args.threads),
-        "latency_rounds": args.rounds,
-    }
-    result = train_and_eval(train, test, config)
-    print(json.dumps(result, indent=2, default=float))
+    overrides = {"epochs": args.epochs, "num_threads": args.threads, **json.loads(args.config)}
+    if args.dataset:
+        result = _dataset_run(args.dataset, overrides, args.rounds)
+    else:
+        train, val, test = _clinc_subset(args.clinc, args.train, args.test, args.oos, seed=13)
+        config = {
+            "dataset": f"clinc150-subset-{args.train}",
+            "val_examples": val,
+            "joint": overrides,
+            "latency_rounds": args.rounds,
+        }
+        result = train_and_eval(train, test, config)
+    text = json.dumps(result, indent=2, default=float)
+    if args.out:
+        args.out.write_text(text + "\n")
+    print(text)
 
 
 if __name__ == "__main__":

@@ -34,6 +34,37 @@ def test_a_wrong_type_is_reported_with_file_and_line(tmp_path):
     assert any(p.startswith(f"{root / 'assistant.yml'}:{line}:") for p in info.value.problems), info.value
 
 
+def _with_training(root: Path, block: str) -> None:
+    text = (root / "assistant.yml").read_text()
+    (root / "assistant.yml").write_text(text.rstrip() + "\n  training:\n" + block)
+
+
+def test_training_settings_are_read_and_change_the_model_identity(tmp_path):
+    root = _copy(tmp_path)
+    plain = load_project(root).training_data_hash()
+    assert plain == load_project(EXAMPLE).training_data_hash()  # no settings: identity as before
+    _with_training(root, "    epochs: 3\n    oos_min_recall: 0.8\n    encoder_path: encoders/big\n")
+    project = load_project(root)
+    training = project.assistant.nlu.training
+    assert (training.epochs, training.oos_min_recall) == (3, 0.8)
+    overrides = training.overrides(project.root)
+    assert overrides["encoder_path"] == str((root / "encoders" / "big").resolve())
+    assert set(overrides) == {"epochs", "oos_min_recall", "encoder_path"}
+    assert project.training_data_hash() != plain  # a model trained otherwise is not reused
+
+
+def test_a_bad_training_setting_is_reported_with_file_and_line(tmp_path):
+    root = _copy(tmp_path)
+    _with_training(root, "    epochs: 0\n    learning_rate: 0.1\n")
+    text = (root / "assistant.yml").read_text().splitlines()
+    with pytest.raises(ProjectError) as info:
+        load_project(root)
+    problems = "\n".join(info.value.problems)
+    epochs_line = next(i for i, ln in enumerate(text, 1) if "epochs" in ln)
+    assert f"assistant.yml:{epochs_line}:" in problems and "epochs" in problems
+    assert "learning_rate" in problems  # unknown keys are refused, not ignored
+
+
 def test_broken_yaml_is_reported(tmp_path):
     # Dangling references between files are covered, message by message, in test_core_flows.py.
     root = _copy(tmp_path)

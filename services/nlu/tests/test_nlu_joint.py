@@ -244,6 +244,19 @@ def test_oos_threshold_separates_in_scope_from_negatives():
     assert choose_oos_threshold(top, correct, np.zeros(7, dtype=bool)) is None
 
 
+def test_oos_threshold_with_a_wanted_recall_keeps_the_most_in_scope_examples():
+    top = np.array([0.95, 0.9, 0.6, 0.5, 0.7, 0.4, 0.3, 0.2])
+    correct = np.array([True, True, True, True, False, False, False, False])
+    negative = np.array([False, False, False, False, True, True, True, True])
+    half, _ = choose_oos_threshold(top, correct, negative, min_recall=0.5)
+    three_quarters, _ = choose_oos_threshold(top, correct, negative, min_recall=0.75)
+    balanced, _ = choose_oos_threshold(top, correct, negative)
+    assert 0.3 < half < 0.4 and 0.4 < three_quarters < 0.5  # rejects just 2 and just 3 of 4 negatives
+    assert balanced != half
+    everything, _ = choose_oos_threshold(top, correct, negative, min_recall=1.0)
+    assert 0.7 < everything < 0.9  # rejects every negative, and with them the 0.6 and 0.5 in-scope ones
+
+
 # --- trained models -----------------------------------------------------------------------------------
 
 

@@ -95,3 +95,30 @@ async def test_grpc_uses_reference_time_and_rejects_a_bad_timezone(parser):
             assert "timezone" in caught.value.details()
     finally:
         await server.stop(0)
+
+
+def test_the_projects_training_settings_reach_the_trainer(example_project, tmp_path, monkeypatch):
+    """``assistant.yml``'s ``nlu.training`` is the trainer's config (the rest of training is covered by the
+    trained-model tests; here only the hand-over, stopped before any weights are touched)."""
+    import parley.nlu.model.train as train_module  # noqa: PLC0415
+    from parley.core.project import NluSettings, NluTraining  # noqa: PLC0415
+    from parley.nlu.pipeline import train_joint_model  # noqa: PLC0415
+
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def capture(examples, config, **kwargs):
+        seen["config"] = config
+        raise Stop
+
+    monkeypatch.setattr(train_module, "train_joint", capture)
+    training = NluTraining(epochs=2, oos_min_recall=0.75, freeze_embeddings=False)
+    assistant = example_project.assistant.model_copy(update={"nlu": NluSettings(training=training)})
+    project = example_project.model_copy(update={"assistant": assistant})
+    with pytest.raises(Stop):
+        train_joint_model(project, tmp_path, num_threads=1, progress=False)
+    config = seen["config"]
+    assert (config.epochs, config.oos_min_recall, config.freeze_embeddings) == (2, 0.75, False)
+    assert config.num_threads == 1 and config.device == "cpu"

@@ -72,10 +72,39 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, coerce_numbers_to_str=True)
 
 
+class NluTraining(_Strict):
+    """How the joint NLU model is fine-tuned; unset fields keep the defaults (docs/nlu.md#training).
+
+    A larger encoder is a configuration change: name it and give its local Hugging Face folder.
+    """
+
+    encoder: str | None = None
+    #: A local folder (relative to the project); nothing is downloaded.
+    encoder_path: str | None = None
+    epochs: int | None = Field(default=None, ge=1, le=100)
+    batch_size: int | None = Field(default=None, ge=1, le=1024)
+    lr: float | None = Field(default=None, gt=0, lt=1)
+    max_len: int | None = Field(default=None, ge=8, le=512)
+    seed: int | None = None
+    freeze_embeddings: bool | None = None
+    tag_loss_weight: float | None = Field(default=None, ge=0)
+    #: Choose the out-of-scope threshold as the lowest one rejecting this share of the validation
+    #: out-of-scope examples, instead of maximising balanced accuracy.
+    oos_min_recall: float | None = Field(default=None, gt=0, le=1)
+
+    def overrides(self, root: Path) -> dict[str, Any]:
+        """The set fields, with ``encoder_path`` made absolute against the project folder ``root``."""
+        out = self.model_dump(exclude_none=True)
+        if "encoder_path" in out:
+            out["encoder_path"] = str((root / out["encoder_path"]).resolve())
+        return out
+
+
 class NluSettings(_Strict):
     """NLU knobs of a project."""
 
     fallback_threshold: float = Field(default=0.5, ge=0, le=1)
+    training: NluTraining = NluTraining()
 
 
 class AssistantFile(_Strict):
@@ -453,8 +482,13 @@ class Project(BaseModel):
     warnings: tuple[str, ...] = ()
 
     def training_data_hash(self) -> str:
-        """A hash of the NLU training data, stored with trained models to detect stale ones."""
-        return hashlib.sha256(self.nlu.model_dump_json().encode()).hexdigest()[:16]
+        """A hash of the NLU training data (and training settings, when any are set), stored with trained
+        models to detect stale ones."""
+        text = self.nlu.model_dump_json()
+        training = self.assistant.nlu.training.model_dump_json(exclude_none=True)
+        if training != "{}":
+            text += training
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def _line_of(node: yaml.Node | None, loc: tuple[int | str, ...]) -> int:

@@ -74,7 +74,13 @@ def train_joint_model(
     started = time.perf_counter()
     trained = train_joint(
         training_examples(project, include_out_of_scope=True),
-        JointConfig(device=device, num_threads=num_threads),
+        JointConfig.from_dict(
+            {
+                "device": device,
+                "num_threads": num_threads,
+                **project.assistant.nlu.training.overrides(project.root),
+            }
+        ),
         progress=progress,
     )
     info = JointModelStore(model_dir / "joint").save(

@@ -75,6 +75,9 @@ class JointConfig:
     #: The out-of-scope threshold on the top intent probability when the validation data has no
     #: out-of-scope examples to choose one from.
     oos_threshold: float = 0.5
+    #: Pick the threshold as the lowest one rejecting this share of the validation out-of-scope examples
+    #: (most in-scope accuracy for a wanted recall) instead of maximising balanced accuracy.
+    oos_min_recall: float | None = None
     #: Export an int8 (dynamically quantised) ONNX model next to the fp32 one, kept only if it agrees
     #: with fp32 on the reference texts (see ``quantize_min_agreement``).
     quantize: bool = True
@@ -96,6 +99,8 @@ class JointConfig:
             problems.append("warmup_ratio must be in [0, 1)")
         if not 0 < self.oos_threshold < 1:
             problems.append("oos_threshold must be in (0, 1)")
+        if self.oos_min_recall is not None and not 0 < self.oos_min_recall <= 1:
+            problems.append("oos_min_recall must be in (0, 1]")
         if self.augment_ratio < 0 or self.noise_negatives < 0:
             problems.append("augment_ratio and noise_negatives must not be negative")
         if self.encoder_path is None and self.encoder != DEFAULT_ENCODER:

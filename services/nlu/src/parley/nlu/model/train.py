@@ -211,16 +211,28 @@ def choose_oos_threshold(
     top_probs: npt.NDArray[np.float64],
     accepted_correct: npt.NDArray[np.bool_],
     negative: npt.NDArray[np.bool_],
+    min_recall: float | None = None,
 ) -> tuple[float, float] | None:
     """The threshold on the top probability maximising balanced accuracy, with that accuracy.
 
     In scope counts as right when the top intent is correct and at least the threshold; out of scope when
     below it. Among equally good thresholds the middle one is taken. ``None`` without both kinds of data.
+
+    With ``min_recall`` the threshold is instead the lowest one that still rejects that share of the
+    out-of-scope examples: in-scope accuracy only falls as the threshold rises, so this is the most
+    in-scope accuracy the wanted recall allows (CLINC150's way of scoring). Unreachable → balanced.
     """
     if not negative.any() or negative.all():
         return None
     scores = np.unique(top_probs)
     candidates = np.concatenate([[scores[0] / 2], (scores[:-1] + scores[1:]) / 2, [(scores[-1] + 1) / 2]])
+    if min_recall is not None:
+        recall = np.array([(top_probs[negative] < t).mean() for t in candidates])
+        reaching = np.flatnonzero(recall >= min_recall - 1e-12)
+        if len(reaching) and reaching[0] < len(candidates) - 1:
+            t = candidates[reaching[0]]
+            in_scope = (accepted_correct[~negative] & (top_probs[~negative] >= t)).mean()
+            return float(np.clip(t, 0.01, 0.99)), float(0.5 * in_scope + 0.5 * recall[reaching[0]])
     quality = np.array(
         [
             0.5 * (accepted_correct[~negative] & (top_probs[~negative] >= t)).mean()
@@ -460,7 +472,9 @@ def _evaluate(
     if (~negative).any():
         metrics.setdefault("validation_accuracy", float(correct[~negative].mean()))
     threshold = config.oos_threshold
-    chosen = choose_oos_threshold(probs.max(axis=1).astype(np.float64), correct, negative)
+    chosen = choose_oos_threshold(
+        probs.max(axis=1).astype(np.float64), correct, negative, config.oos_min_recall
+    )
     if chosen is not None:
         threshold, metrics["validation_oos_balanced_accuracy"] = chosen
     return temperature, threshold, metrics
