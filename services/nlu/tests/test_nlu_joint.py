@@ -3,6 +3,7 @@
 Two tiny models are trained once per module (2 epochs, max_len 32, ~40 examples); every test reuses them.
 """
 
+import dataclasses
 import json
 import random
 import re
@@ -391,3 +392,62 @@ def test_a_fresh_process_loads_without_torch_or_transformers(saved):
     intent, seconds = done.stdout.split()
     assert intent == "weather"
     print(f"cold load + first parse: {seconds} s")
+
+
+# --- torch serving (the GPU path) -------------------------------------------------------------------------
+
+
+def _probs_and_spans(predictions):
+    return [(p.intent_probs, spans_of(p)) for p in predictions]
+
+
+def test_torch_weights_are_kept_on_request_and_serve_like_onnx(tmp_path, softmax_model):
+    texts = [e.text for e in TRAIN + VALIDATION] + ["what is the capital of peru", "askdjfkajsdf"]
+    plain = JointModelStore(tmp_path / "plain").save(softmax_model)
+    assert not (plain.path / "model.fp16.safetensors").exists()  # trained on CPU: ONNX only
+    with_torch = dataclasses.replace(softmax_model, config=softmax_model.config.replace(torch_weights=True))
+    info = JointModelStore(tmp_path / "torch").save(with_torch)
+    assert info.metadata["torch_weights"] == "fp16"
+    weights = (info.path / "model.fp16.safetensors").stat().st_size
+    assert weights < (info.path / "model.onnx").stat().st_size * 0.6  # half precision: about half the size
+    reference = JointPredictor.load(info.path, precision="fp32").predict(texts)
+    torch_served = JointPredictor.load(info.path, precision="torch-fp32")
+    assert torch_served.precision == "torch-fp32"
+    served = torch_served.predict(texts)
+    for (ref_probs, ref_spans), (probs, spans) in zip(
+        _probs_and_spans(reference), _probs_and_spans(served), strict=True
+    ):
+        assert max(ref_probs, key=ref_probs.get) == max(probs, key=probs.get)
+        assert max(abs(ref_probs[k] - probs[k]) for k in ref_probs) < 0.02  # fp16-rounded weights
+        assert spans == ref_spans
+    assert [p.out_of_scope for p in served] == [p.out_of_scope for p in reference]
+
+
+def test_a_model_without_torch_weights_says_so(saved):
+    with pytest.raises(NotFoundError, match="torch weights"):
+        JointPredictor.load(saved.path, precision="torch-fp32")
+
+
+@pytest.mark.skipif(
+    not __import__("torch").cuda.is_available(), reason="needs a CUDA device (GPU serving is optional)"
+)
+def test_cuda_training_and_half_precision_serving_agree_with_the_cpu_runtime(tmp_path):
+    trained = train_joint(TRAIN, TINY.replace(device="cuda"), progress=False, validation_examples=VALIDATION)
+    info = JointModelStore(tmp_path).save(trained)
+    assert info.metadata["torch_weights"] == "fp16"  # trained on CUDA: kept by default
+    gpu = JointPredictor.load(info.path, device="cuda")
+    assert gpu.precision == "fp16"
+    texts = [e.text for e in TRAIN + VALIDATION] * 3
+    cpu_predictions = JointPredictor.load(info.path, precision="fp32").predict(texts)
+    gpu_predictions = gpu.predict(texts)
+    same_top = sum(
+        max(a.intent_probs, key=a.intent_probs.get) == max(b.intent_probs, key=b.intent_probs.get)
+        for a, b in zip(cpu_predictions, gpu_predictions, strict=True)
+    )
+    assert same_top / len(texts) >= 0.98
+    gap = max(
+        abs(a.intent_probs[k] - b.intent_probs[k])
+        for a, b in zip(cpu_predictions, gpu_predictions, strict=True)
+        for k in a.intent_probs
+    )
+    assert gap < 0.05, gap

@@ -82,6 +82,9 @@ class JointConfig:
     #: with fp32 on the reference texts (see ``quantize_min_agreement``).
     quantize: bool = True
     quantize_min_agreement: float = 0.98
+    #: Also keep fp16 torch weights (half the fp32 size) for serving on a GPU in half precision;
+    #: ``None`` means "when trained on CUDA".
+    torch_weights: bool | None = None
 
     def __post_init__(self) -> None:
         problems = []

@@ -25,7 +25,10 @@ FP32_FILE = "model.onnx"
 INT8_FILE = "model.int8.onnx"
 OUTPUTS = ["intent_logits", "tag_logits"]
 
-Precision = Literal["auto", "fp32", "int8"]
+#: ``fp16`` and ``torch-fp32`` serve the saved torch weights with torch (see ``torch_runtime``): fp16 is
+#: the GPU path, torch-fp32 a reference for checking it on any machine.
+Precision = Literal["auto", "fp32", "int8", "fp16", "torch-fp32"]
+TORCH_PRECISIONS = ("fp16", "torch-fp32")
 
 
 def onnx_session(path: Path, device: str = "cpu", num_threads: int = 0) -> Any:
@@ -98,7 +101,8 @@ class JointPredictor:
         """The predictor for the model folder ``path``.
 
         ``precision="auto"`` takes the int8 model on CPU where the store kept one (it does only when it
-        agreed with fp32 on the reference texts), else fp32; on CUDA always fp32.
+        agreed with fp32 on the reference texts), else fp32; on CUDA the fp16 torch weights where the
+        folder has them (``JointConfig.torch_weights``), else fp32 ONNX on ONNX Runtime's CUDA provider.
         """
         folder = Path(path)
         try:
@@ -120,7 +124,21 @@ class JointPredictor:
             raise ConfigurationError(f"cannot read the joint NLU model in {folder}: {exc!r}") from exc
         chosen = precision
         if chosen == "auto":
-            chosen = "int8" if device == "cpu" and (folder / INT8_FILE).is_file() else "fp32"
+            if device == "cuda":
+                chosen = "fp16" if (folder / "model.fp16.safetensors").is_file() else "fp32"
+            else:
+                chosen = "int8" if (folder / INT8_FILE).is_file() else "fp32"
+        if chosen in TORCH_PRECISIONS:
+            from parley.nlu.model.torch_runtime import TorchSession  # noqa: PLC0415 - imports torch
+
+            return cls(
+                TorchSession.load(folder, labels, device, half=chosen == "fp16"),
+                tokenizer,
+                **settings,
+                metadata=metadata,
+                precision=chosen,
+                batch_size=batch_size,
+            )
         model_file = folder / (INT8_FILE if chosen == "int8" else FP32_FILE)
         if not model_file.is_file():
             raise NotFoundError(f"{folder} has no {chosen} model ({model_file.name})")

@@ -179,6 +179,12 @@ class JointModelStore:
                 "created_at": created.isoformat(),
                 **(extra or {}),
             }
+            keep_torch = trained.config.torch_weights
+            if keep_torch if keep_torch is not None else trained.config.device == "cuda":
+                from parley.nlu.model.torch_runtime import save_torch_weights  # noqa: PLC0415
+
+                save_torch_weights(trained, staging)
+                metadata["torch_weights"] = "fp16"
             (staging / METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n")
             if trained.config.quantize if quantize is None else quantize:
                 metadata["precision"], quantized = self._quantize(trained, staging, quantize_int8)
