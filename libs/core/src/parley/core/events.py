@@ -26,9 +26,11 @@ class Topic:
     UNDERSTOOD = "turn.understood"
     DECIDED = "turn.decided"
     REPLIED = "turn.replied"
+    #: Pieces of replies still being generated (best effort; ``turn.replied`` is authoritative).
+    REPLY_CHUNK = "turn.reply-chunks"
     DEAD_LETTER = "dead-letter"
 
-    ALL = (USER_MESSAGE, CONTEXTUALIZED, UNDERSTOOD, DECIDED, REPLIED, DEAD_LETTER)
+    ALL = (USER_MESSAGE, CONTEXTUALIZED, UNDERSTOOD, DECIDED, REPLIED, REPLY_CHUNK, DEAD_LETTER)
 
 
 def now_timestamp() -> Timestamp:
