@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bench.context import bench_context
-from bench.generator import bench_generator
+from bench.generator import bench_generator, bench_generator_templates
 from bench.nlu import bench_nlu
 from bench.nlu_datasets import bench_nlu_datasets
 from bench.sentiment import bench_sentiment
@@ -26,6 +26,7 @@ from parley.core.settings import LogSettings
 BENCHMARKS = {
     "context": bench_context,
     "generator": bench_generator,
+    "generator-templates": bench_generator_templates,
     "nlu": bench_nlu,
     "nlu-datasets": bench_nlu_datasets,
     "sentiment": bench_sentiment,

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 from bench.stats import percentile
 from parley.generator.adapters.llm_local import LlamaCppProvider
@@ -105,3 +106,106 @@ async def bench_generator(turns: int = 200, concurrency: int = 1) -> list[dict[s
     finally:
         await asyncio.to_thread(server.__exit__, None, None, None)
     return results
+
+
+# --- what the generator adds to a template reply ----------------------------------------------------------
+
+
+def _decision_actions() -> list[Any]:
+    """The order conversation's richest turn: a shipped-order reply with slot values and quick replies."""
+    from parley.core.context_client import to_struct  # noqa: PLC0415
+    from parley.dialog.v1 import dialog_pb2  # noqa: PLC0415
+
+    params = {"order_id": "12345", "items": ["a lamp", "two mugs"], "carrier": "DHL", "eta": "Friday"}
+    return [
+        dialog_pb2.Action(name="utter_order_shipped", params=to_struct(params)),
+        dialog_pb2.Action(name="utter_anything_else"),
+    ]
+
+
+async def _timed(call: Any, runs: int) -> list[float]:
+    for _ in range(20):
+        await call()
+    out = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        await call()
+        out.append(time.perf_counter() - started)
+    return out
+
+
+async def bench_generator_templates(turns: int = 200, concurrency: int = 1) -> list[dict[str, object]]:
+    """Time a template reply three ways, in one run: rendering alone, the Kafka stage's handler (render +
+    event), and a gRPC ``Generate`` round trip beside a gRPC health check on the same server (the transport
+    alone), so the generator's own share is the difference."""
+    import grpc  # noqa: PLC0415
+    from grpc_health.v1 import health_pb2, health_pb2_grpc  # noqa: PLC0415
+
+    from parley.core.events import derive_event, new_event  # noqa: PLC0415
+    from parley.core.grpc import GrpcServer  # noqa: PLC0415
+    from parley.core.project import load_project  # noqa: PLC0415
+    from parley.generator.app import build_generator  # noqa: PLC0415
+    from parley.generator.settings import GeneratorSettings  # noqa: PLC0415
+    from parley.generator.v1 import generator_pb2, generator_pb2_grpc  # noqa: PLC0415
+    from parley.turn.v1 import turn_event_pb2 as pb  # noqa: PLC0415
+
+    runs = max(200, turns * 5)
+    project = load_project("examples/order-support")
+    service = build_generator(GeneratorSettings(), project)
+    actions = _decision_actions()
+    (subscription,) = service.subscriptions
+    user = new_event(conversation_id="c", tenant_id="t", user_id="u", user_message=pb.UserMessage(text="x"))
+    decided = derive_event(user, "dialog", decided=pb.DecidedTurn(decision={"actions": actions}))
+    counter = iter(range(10**9))
+
+    async def render() -> None:
+        await service.replies.reply(f"turn-{next(counter)}", actions)
+
+    async def stage() -> None:
+        await subscription.handler(decided)
+
+    server = GrpcServer([service.registration], port=0)
+    await server.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            stub = generator_pb2_grpc.GeneratorServiceStub(channel)
+            health = health_pb2_grpc.HealthStub(channel)
+            request = generator_pb2.GenerateRequest(conversation_id="c", turn_id="t", actions=actions)
+
+            async def generate() -> None:
+                await stub.Generate(request)
+
+            async def check() -> None:
+                await health.Check(health_pb2.HealthCheckRequest())
+
+            timings = {
+                "render": await _timed(render, runs),
+                "stage handler": await _timed(stage, runs),
+                "gRPC Generate": await _timed(generate, runs),
+                "gRPC health check (transport only)": await _timed(check, runs),
+            }
+    finally:
+        await server.stop(0.5)
+    rows: list[dict[str, object]] = []
+    for name, values in timings.items():
+        for q in (50, 99):
+            rows.append(
+                {
+                    "benchmark": "generator-templates",
+                    "metric": f"{name} p{q}",
+                    "value": round(percentile(values, q) * 1e6),
+                    "unit": "µs",
+                }
+            )
+    added = percentile(timings["gRPC Generate"], 50) - percentile(
+        timings["gRPC health check (transport only)"], 50
+    )
+    rows.append(
+        {
+            "benchmark": "generator-templates",
+            "metric": "generator's share of a gRPC reply (p50)",
+            "value": round(added * 1e6),
+            "unit": "µs",
+        }
+    )
+    return rows

@@ -8,33 +8,14 @@ import pytest
 
 from parley.generator.adapters.llm_openai import OpenAICompatibleProvider
 from parley.generator.domain.cache import ResponseCache
-from parley.generator.domain.llm import ChatRequest, Completion
 from parley.generator.domain.llm_reply import LlmResponder
 from parley.generator.domain.prompt import PromptBuilder, PromptConfig, PromptInput
 from parley.generator.domain.providers import ProviderChain, RetryPolicy
 from parley.generator.domain.safety import DEFAULT_SAFETY_REPLIES, InputRails, OutputValidator, SafetyCategory
+from parley.generator.testing import CannedProvider as Canned
 
 DEFAULT = "Sorry, I can't answer that right now."
 PROMPTS = PromptBuilder(PromptConfig(max_tokens=12, brief_max_tokens=8, default_temperature=0.0))
-
-
-class Canned:
-    """Answers every request with the same text and counts the requests."""
-
-    name = "canned"
-
-    def __init__(self, text: str) -> None:
-        self.text = text
-        self.requests: list[ChatRequest] = []
-
-    async def complete(self, request: ChatRequest) -> Completion:
-        self.requests.append(request)
-        return Completion(text=self.text, provider=self.name)
-
-    async def stream(self, request: ChatRequest):
-        self.requests.append(request)
-        for word in self.text.split(" "):
-            yield word + " "
 
 
 def responder(llm, cache: ResponseCache | None = None) -> LlmResponder:

@@ -79,7 +79,9 @@ class EmbeddedStack:
         log.info("loading the NLU model (trained on first start)", project=str(self.project_dir))
         nlu = await asyncio.to_thread(build_nlu, nlu_settings, project)
         dialog = build_dialog(DialogSettings(), context_client, project)
-        generator = self._generator = build_generator(GeneratorSettings(), project)
+        generator = self._generator = build_generator(
+            GeneratorSettings(), project, publish=self.bus.publish, profiles=context_client
+        )
         for service in (self.context, nlu, dialog, generator):
             for subscription in service.subscriptions:
                 self.bus.subscribe(subscription)

@@ -79,3 +79,13 @@ class ContextClient:
         )
         response: ctx.UpdateStateResponse = await self._remote.call("UpdateState", request)
         return response.state
+
+    async def get_profile(self, tenant_id: str, user_id: str) -> ctx.UserProfile:
+        """The user's profile (an empty one when none is stored)."""
+        request = ctx.GetProfileRequest(principal=common_pb2.Principal(tenant_id=tenant_id, user_id=user_id))
+        response: ctx.GetProfileResponse = await self._remote.call("GetProfile", request)
+        return response.profile
+
+    async def preferences(self, tenant_id: str, user_id: str) -> dict[str, Any]:
+        """The user's preferences (``{"prefers_brief": true}``, ...); empty when none are stored."""
+        return from_struct((await self.get_profile(tenant_id, user_id)).preferences)

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from parley.core.logging import get_logger
 
 if TYPE_CHECKING:
-    from parley.core.bus.base import Subscription
+    from parley.core.bus.base import EventBus, Subscription
     from parley.core.grpc import ServiceRegistration
     from parley.core.settings import ServiceSettings
 
@@ -38,16 +38,19 @@ async def serve_service(
     settings: ServiceSettings,
     registration: ServiceRegistration,
     subscriptions: Sequence[Subscription],
+    bus: EventBus | None = None,
     **ready_info: object,
 ) -> None:
     """Run one service as its own process: its Kafka stage(s) and gRPC server, until SIGTERM/SIGINT.
+
+    ``bus``: the Kafka bus, when the service's handlers need it to publish on their own (else one is made).
 
     Stops in the safe order: the gRPC server drains in-flight calls first, then the bus stops consuming.
     """
     from parley.core.bus.kafka import KafkaBus  # noqa: PLC0415 - the distributed wiring only
     from parley.core.grpc import GrpcServer  # noqa: PLC0415
 
-    bus = KafkaBus(settings.kafka)
+    bus = bus if bus is not None else KafkaBus(settings.kafka)
     for subscription in subscriptions:
         bus.subscribe(subscription)
     server = GrpcServer([registration], host=settings.grpc_host, port=settings.grpc_port)

@@ -452,18 +452,44 @@ class QuickReplySpec(_Strict):
     payload: str
 
 
+class LinkSpec(_Strict):
+    """A link under a reply (clients show it as a card or an anchor)."""
+
+    title: str = Field(min_length=1)
+    url: str = Field(pattern=r"^(https?://|mailto:|tel:)\S+$", description="http(s), mailto: or tel: only")
+
+
+#: The personalities a variant can be written for (the generator's personality picks among them).
+Style = Literal["friendly", "professional", "concise"]
+#: How one of several fitting variants is chosen: ``random`` (per turn, reproducible), ``rotating``
+#: (each in turn within a conversation), ``sticky`` (always the same one for a user).
+Selection = Literal["random", "rotating", "sticky"]
+
+
 class ResponseVariant(_Strict):
     """One wording of a response."""
 
     text: str = Field(min_length=1)
     quick_replies: list[QuickReplySpec] = []
+    links: list[LinkSpec] = []
+    #: BCP-47 language of this wording (``de``, ``pt-BR``); absent = the assistant's language.
+    language: str | None = Field(default=None, pattern=r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
+    #: The personality this wording is written for; absent = any.
+    style: Style | None = None
 
 
 class ResponsesFile(_Strict):
     """``responses.yml``."""
 
     version: str = "1"
+    #: How a variant is chosen when several fit (see :data:`Selection`).
+    selection: Selection = "random"
+    #: Per-response exceptions to ``selection``.
+    selection_by_response: dict[str, Selection] = {}
     responses: dict[str, list[ResponseVariant]]
+
+    def selection_of(self, name: str) -> Selection:
+        return self.selection_by_response.get(name, self.selection)
 
 
 class Project(BaseModel):
@@ -603,6 +629,14 @@ def _load_file(
         problems.append(f"{path}: missing file")
         return None
     return _validate_text(path.read_text(encoding="utf-8"), path, model, problems, checks)
+
+
+def _responses_checks(responses: ResponsesFile) -> list[tuple[Loc, str]]:
+    return [
+        (("selection_by_response", name), f"selection for unknown response {name!r}")
+        for name in responses.selection_by_response
+        if name not in responses.responses
+    ]
 
 
 def load_nlu_text(text: str, source: Path | str = "nlu.yml") -> NluFile:
@@ -925,7 +959,7 @@ def load_project(root: Path | str) -> Project:
     warnings: list[str] = []
     assistant = _load_file(root / "assistant.yml", AssistantFile, problems)
     nlu = _load_file(root / "nlu.yml", NluFile, problems, _nlu_checks)
-    responses = _load_file(root / "responses.yml", ResponsesFile, problems)
+    responses = _load_file(root / "responses.yml", ResponsesFile, problems, _responses_checks)
     tools: ToolsFile | None = ToolsFile()
     if (root / "tools.yml").is_file():
         tools = _load_file(root / "tools.yml", ToolsFile, problems, lambda t: _tools_checks(root, t))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from parley.core.bus.base import Subscription
+from parley.core.context_client import ContextClient
 from parley.core.grpc import ServiceRegistration
 from parley.core.lifecycle import serve_service
 from parley.core.logging import configure_logging, get_logger
@@ -13,7 +14,7 @@ from parley.core.telemetry import setup_tracing
 from parley.core.tools import ToolRegistry
 from parley.generator.adapters.grpc import GeneratorServicer
 from parley.generator.adapters.llm_factory import LlmStack, build_llm
-from parley.generator.adapters.stage import GeneratorStage
+from parley.generator.adapters.stage import CachedPreferences, GeneratorStage, ProfileSource, Publish
 from parley.generator.domain.replies import ReplyService
 from parley.generator.domain.templates import TemplateRenderer
 from parley.generator.settings import GeneratorSettings
@@ -42,16 +43,25 @@ class GeneratorService:
             await self.llm.aclose()
 
 
-def build_generator(settings: GeneratorSettings, project: Project | None = None) -> GeneratorService:
+def build_generator(
+    settings: GeneratorSettings,
+    project: Project | None = None,
+    *,
+    publish: Publish | None = None,
+    profiles: ProfileSource | None = None,
+) -> GeneratorService:
     """Wire the generator; loads the project from ``settings.project_dir`` unless one is given. Raises
     :class:`~parley.generator.domain.templates.TemplateError` for an unsafe template.
+
+    ``publish`` (the bus's) lets the stage send reply chunks while a model writes; ``profiles`` (a context
+    client) gives it users' preferences. Without them replies go out whole, with default preferences.
 
     With ``settings.llm.enabled`` the LLM stack is built too (nothing is connected or loaded yet), with the
     project's tools unless ``settings.llm.use_tools`` is off; the caller releases it
     (:meth:`GeneratorService.aclose`).
     """
     project = project if project is not None else load_project(settings.project_dir)
-    renderer = TemplateRenderer(project.responses)
+    renderer = TemplateRenderer(project.responses, default_language=project.assistant.language)
     llm: LlmStack | None = None
     if settings.llm.enabled:
         tools = ToolRegistry.for_project(project) if settings.llm.use_tools else None
@@ -75,7 +85,15 @@ def build_generator(settings: GeneratorSettings, project: Project | None = None)
         registration=ServiceRegistration(
             generator_pb2_grpc.add_GeneratorServiceServicer_to_server, servicer, SERVICE_NAME
         ),
-        subscriptions=[GeneratorStage(replies).subscription()],
+        subscriptions=[
+            GeneratorStage(
+                replies,
+                publish=publish,
+                preferences=(
+                    CachedPreferences(profiles, ttl_s=settings.preferences_ttl_s) if profiles else None
+                ),
+            ).subscription()
+        ],
         replies=replies,
         llm=llm,
     )
@@ -86,13 +104,19 @@ async def serve(settings: GeneratorSettings | None = None) -> None:
     settings = settings or GeneratorSettings()
     configure_logging(settings.log, service="generator")
     setup_tracing("generator", settings.telemetry)
-    service = build_generator(settings)
+    from parley.core.bus.kafka import KafkaBus  # noqa: PLC0415 - the distributed wiring only
+
+    bus = KafkaBus(settings.kafka)
+    service = build_generator(
+        settings, publish=bus.publish, profiles=ContextClient.connect(settings.context_address)
+    )
     try:
         await serve_service(
             "generator",
             settings,
             service.registration,
             service.subscriptions,
+            bus=bus,
             project=str(settings.project_dir),
             llm=settings.llm.enabled,
         )

@@ -25,3 +25,11 @@ class GeneratorSettings(ServiceSettings):
         validation_alias=AliasChoices("PARLEY_PROJECT_DIR", "project_dir"),
     )
     llm: LlmSettings = Field(default_factory=LlmSettings)
+    context_address: str = Field(
+        default="127.0.0.1:50054",
+        validation_alias=AliasChoices("PARLEY_CONTEXT_ADDRESS", "context_address"),
+        description="host:port of the context service (user preferences such as prefers_brief)",
+    )
+    preferences_ttl_s: float = Field(
+        default=30.0, ge=0, description="how long a user's preferences are cached before they are read again"
+    )

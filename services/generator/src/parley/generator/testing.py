@@ -38,6 +38,7 @@ from starlette.routing import Route
 
 from parley.core.testing.fixtures import unavailable
 from parley.generator.adapters.llm_local import smollm2_gguf_path
+from parley.generator.domain.llm import ChatRequest, Completion
 
 
 def free_port() -> int:
@@ -45,6 +46,27 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+class CannedProvider:
+    """An :class:`~parley.generator.domain.llm.LlmProvider` (our own port) answering every request with
+    the same text, word by word when streamed, and keeping the requests: for tests that need a particular
+    answer rather than a real model's."""
+
+    name = "canned"
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.requests: list[ChatRequest] = []
+
+    async def complete(self, request: ChatRequest) -> Completion:
+        self.requests.append(request)
+        return Completion(text=self.text, provider=self.name)
+
+    async def stream(self, request: ChatRequest) -> AsyncIterator[str]:
+        self.requests.append(request)
+        for word in self.text.split(" "):
+            yield word + " "
 
 
 class LlamaServerError(RuntimeError):

@@ -24,7 +24,7 @@ from parley.core.logging import get_logger
 from parley.dialog.v1 import dialog_pb2
 from parley.generator.domain.llm_reply import LlmResponder, ReplySource
 from parley.generator.domain.prompt import Personality, PromptInput, UserPreferences
-from parley.generator.domain.templates import TemplateRenderer, split_words
+from parley.generator.domain.templates import Audience, TemplateRenderer, split_words
 from parley.generator.v1 import generator_pb2
 
 log = get_logger(__name__)
@@ -49,6 +49,15 @@ class ReplyPiece:
 
     text_delta: str = ""
     final: GeneratedReply | None = None
+
+
+@dataclass(frozen=True)
+class Recipient:
+    """Who the reply is for, beyond the turn: conversation, user and what their profile prefers."""
+
+    conversation_id: str = ""
+    user_id: str = ""
+    prefers_brief: bool = False
 
 
 @dataclass(frozen=True)
@@ -122,20 +131,31 @@ class ReplyService:
         templated = [a for a in actions if not self._needs_llm(a)]
         return _Plan(templated, answered, user_text, slots)
 
-    def _prompt(self, message: str, slots: Mapping[str, Any], language: str | None) -> PromptInput:
+    def _prompt(
+        self, message: str, slots: Mapping[str, Any], language: str | None, who: Recipient
+    ) -> PromptInput:
         return PromptInput(
             message=message,
             slots=dict(slots),
             personality=self._personality,
-            preferences=UserPreferences(language=language or None),
+            preferences=UserPreferences(prefers_brief=who.prefers_brief, language=language or None),
         )
 
-    def _templated_part(self, turn_id: str, plan: _Plan) -> generator_pb2.Reply:
+    def _audience(self, language: str | None, who: Recipient) -> Audience:
+        return Audience(
+            conversation_id=who.conversation_id,
+            user_id=who.user_id,
+            language=language or None,
+            style=self._personality.value,
+            brief=who.prefers_brief,
+        )
+
+    def _templated_part(self, turn_id: str, plan: _Plan, audience: Audience) -> generator_pb2.Reply:
         """The templates' share of a mixed reply (empty when no other action is a response), plus the
         quick replies of the actions the model answers."""
         reply = generator_pb2.Reply()
         if any(self._renderer.knows(a.name) for a in plan.templated):
-            reply.CopyFrom(self._renderer.render(turn_id, plan.templated))
+            reply.CopyFrom(self._renderer.render(turn_id, plan.templated, audience))
         seen = {(q.title.casefold(), q.payload) for q in reply.quick_replies}
         for action in plan.answered:
             for option in action.options:
@@ -146,27 +166,38 @@ class ReplyService:
         return reply
 
     async def reply(
-        self, turn_id: str, actions: Sequence[dialog_pb2.Action], *, language: str | None = None
+        self,
+        turn_id: str,
+        actions: Sequence[dialog_pb2.Action],
+        *,
+        language: str | None = None,
+        recipient: Recipient | None = None,
     ) -> GeneratedReply:
         """The whole reply for ``actions``."""
-        rendered = self._renderer.render(turn_id, actions)
+        who = recipient or Recipient()
+        audience = self._audience(language, who)
+        rendered = self._renderer.render(turn_id, actions, audience)
         if self._responder is None:
             return GeneratedReply(rendered)
         try:
             plan = self._plan(actions)
             if plan is not None:
-                base = self._templated_part(turn_id, plan)
-                answer = await self._responder.reply(self._prompt(plan.user_text, plan.slots, language))
+                base = self._templated_part(turn_id, plan, audience)
+                answer = await self._responder.reply(self._prompt(plan.user_text, plan.slots, language, who))
                 base.text = " ".join(t for t in (base.text, answer.text.strip()) if t)
                 return GeneratedReply(base, answer.source)
             if self._hybrid:
-                return await self._rephrase(rendered, actions, language)
+                return await self._rephrase(rendered, actions, language, who)
         except Exception:  # the templates always answer; the LLM part is best effort
             log.exception("LLM reply failed, using the template reply", turn_id=turn_id)
         return GeneratedReply(rendered)
 
     async def _rephrase(
-        self, rendered: generator_pb2.Reply, actions: Sequence[dialog_pb2.Action], language: str | None
+        self,
+        rendered: generator_pb2.Reply,
+        actions: Sequence[dialog_pb2.Action],
+        language: str | None,
+        who: Recipient,
     ) -> GeneratedReply:
         assert self._responder is not None
         values: dict[str, Any] = {}
@@ -178,31 +209,43 @@ class ReplyService:
                 message = text.strip()
             values.update(_flat_values(params, action.options))
         slots = {k: v for k, v in values.items() if not k.startswith("option[")}
-        answer = await self._responder.rephrase(rendered.text, values, self._prompt(message, slots, language))
+        answer = await self._responder.rephrase(
+            rendered.text, values, self._prompt(message, slots, language, who)
+        )
         out = generator_pb2.Reply()
         out.CopyFrom(rendered)
         out.text = answer.text.strip() or rendered.text
         return GeneratedReply(out, answer.source)
 
+    def streams(self, actions: Sequence[dialog_pb2.Action]) -> bool:
+        """Whether a model writes (part of) this reply, so that streaming it shows text sooner."""
+        return self._plan(actions) is not None
+
     async def stream(
-        self, turn_id: str, actions: Sequence[dialog_pb2.Action], *, language: str | None = None
+        self,
+        turn_id: str,
+        actions: Sequence[dialog_pb2.Action],
+        *,
+        language: str | None = None,
+        recipient: Recipient | None = None,
     ) -> AsyncIterator[ReplyPiece]:
         """The reply in pieces, then a final piece with the whole reply. A model's answer goes out as it
         is written (validated sentence by sentence, sent word by word); anything else word by word."""
+        who = recipient or Recipient()
         plan = self._plan(actions)
         if plan is None or self._responder is None:
-            whole = await self.reply(turn_id, actions, language=language)
+            whole = await self.reply(turn_id, actions, language=language, recipient=who)
             for piece in split_words(whole.reply.text):
                 yield ReplyPiece(text_delta=piece)
             yield ReplyPiece(final=whole)
             return
-        base = self._templated_part(turn_id, plan)
+        base = self._templated_part(turn_id, plan, self._audience(language, who))
         sent: list[str] = []
         if base.text:
             sent.append(base.text + " ")
             for piece in split_words(base.text + " "):
                 yield ReplyPiece(text_delta=piece)
-        stream = self._responder.stream(self._prompt(plan.user_text, plan.slots, language))
+        stream = self._responder.stream(self._prompt(plan.user_text, plan.slots, language, who))
         answered = False
         try:
             async for chunk in stream:
@@ -214,7 +257,7 @@ class ReplyService:
             if answered:
                 raise  # part of the model's answer is out: the caller sees the stream fail
             log.exception("LLM stream failed, using the template reply", turn_id=turn_id)
-            fallback = self._renderer.render(turn_id, plan.answered)
+            fallback = self._renderer.render(turn_id, plan.answered, self._audience(language, who))
             sent.append(fallback.text)
             for piece in split_words(fallback.text):
                 yield ReplyPiece(text_delta=piece)

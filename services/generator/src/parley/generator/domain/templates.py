@@ -6,8 +6,14 @@ conversions and format specs are rejected when the project is loaded. Rendering 
 ``str.format``: it concatenates the literal pieces with ``str()`` of the values, so a value such as
 ``"{__class__}"`` is printed as written and can never be evaluated.
 
-Reproducibility: the variant of a response is picked by a hash of the turn id and the response name, so
-rendering the same turn again (a replay after a crash) gives the same text.
+Choosing a variant: among the variants whose placeholders are all known, those in the turn's language
+(else those of the assistant's language), then those written for the generator's personality (``style``),
+then -- for a user who prefers brief answers -- the shortest; among what is left ``responses.yml``'s
+``selection`` decides: ``random`` hashes the turn id and the response name, so rendering the same turn again
+(a replay after a crash) gives the same text; ``sticky`` hashes the user id, so a user always reads the same
+wording; ``rotating`` says the variants in turn within a conversation (remembered per process for the
+conversations of the last hours: the bus keeps a conversation on one generator, and a replayed turn gets
+the variant it got the first time).
 
 Never empty: a variant whose placeholders are not all available is skipped for one that is; when none
 fits, the project's ``utter_fallback`` (or a built-in sentence) stands in for it.
@@ -24,6 +30,7 @@ from __future__ import annotations
 import hashlib
 import re
 import string
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -33,7 +40,7 @@ from google.protobuf.json_format import MessageToDict
 from parley.core.errors import ConfigurationError
 from parley.core.flows import ASK_PREFIX, BUILTIN_RESPONSES, DEFAULT_ASK_TEXT
 from parley.core.logging import get_logger
-from parley.core.project import ResponsesFile, ResponseVariant
+from parley.core.project import ResponsesFile, ResponseVariant, Selection
 from parley.dialog.v1 import dialog_pb2
 from parley.generator.v1 import generator_pb2
 
@@ -122,11 +129,32 @@ def _value_text(value: Any) -> str | None:
 
 
 @dataclass(frozen=True)
+class Audience:
+    """Whom a reply is for: what variant choice may depend on beyond the turn itself."""
+
+    conversation_id: str = ""
+    user_id: str = ""
+    #: BCP-47 language of the turn; ``None`` = the assistant's language.
+    language: str | None = None
+    #: The personality replies are written in (a variant's ``style``).
+    style: str | None = None
+    #: The user prefers brief answers: the shortest fitting variant.
+    brief: bool = False
+
+
+def _primary(language: str | None) -> str:
+    return (language or "").split("-")[0].casefold()
+
+
+@dataclass(frozen=True)
 class Template:
     """One variant of a response, parsed."""
 
     pieces: tuple[Piece, ...]
     quick_replies: tuple[generator_pb2.QuickReply, ...]
+    links: tuple[generator_pb2.Link, ...] = ()
+    language: str | None = None
+    style: str | None = None
 
     @property
     def fields(self) -> frozenset[str]:
@@ -139,6 +167,9 @@ class Template:
             quick_replies=tuple(
                 generator_pb2.QuickReply(title=q.title, payload=q.payload) for q in variant.quick_replies
             ),
+            links=tuple(generator_pb2.Link(title=link.title, url=link.url) for link in variant.links),
+            language=variant.language,
+            style=variant.style,
         )
 
     def fits(self, values: Mapping[str, str]) -> bool:
@@ -171,6 +202,39 @@ def _stable_index(turn_id: str, name: str, count: int) -> int:
     return int.from_bytes(digest[:8], "big") % count
 
 
+class Rotation:
+    """Which variant each conversation said last, per response: the memory of ``rotating`` selection.
+
+    Bounded (least recently used conversations are forgotten first); a turn rendered again gets the same
+    variant as the first time.
+    """
+
+    def __init__(self, max_entries: int = 50_000) -> None:
+        self._max = max_entries
+        self._last: OrderedDict[tuple[str, str], tuple[str, int]] = OrderedDict()
+
+    def next(self, conversation_id: str, name: str, turn_id: str, count: int) -> int:
+        key = (conversation_id, name)
+        previous = self._last.get(key)
+        if previous is None:
+            index = 0
+        elif previous[0] == turn_id:
+            index = previous[1] % count
+        else:
+            index = (previous[1] + 1) % count
+        self._last[key] = (turn_id, index)
+        self._last.move_to_end(key)
+        while len(self._last) > self._max:
+            self._last.popitem(last=False)
+        return index
+
+
+def _narrow(candidates: list[Template], keep: Any) -> list[Template]:
+    """The candidates ``keep`` accepts, or all of them when it accepts none (never empty-handed)."""
+    kept = [t for t in candidates if keep(t)]
+    return kept or candidates
+
+
 def split_words(text: str) -> list[str]:
     """``text`` in word-sized pieces (each with its trailing space) whose concatenation is ``text``."""
     return _WORDS.findall(text)
@@ -179,7 +243,10 @@ def split_words(text: str) -> list[str]:
 class TemplateRenderer:
     """Renders dialog actions with a project's responses."""
 
-    def __init__(self, responses: ResponsesFile) -> None:
+    def __init__(self, responses: ResponsesFile, default_language: str = "en") -> None:
+        self._responses = responses
+        self._default_language = _primary(default_language)
+        self._rotation = Rotation()
         templates: dict[str, tuple[Template, ...]] = {}
         problems: list[str] = []
         for name, variants in responses.responses.items():
@@ -203,7 +270,9 @@ class TemplateRenderer:
         """Whether ``name`` renders: a project response or a built-in default."""
         return name in self._templates or bool(_default_variants(name))
 
-    def _choose(self, turn_id: str, name: str, values: Mapping[str, str]) -> Template | None:
+    def _choose(
+        self, turn_id: str, name: str, values: Mapping[str, str], audience: Audience | None = None
+    ) -> Template | None:
         if name not in self._templates:
             # Built-in defaults: the most specific variant that fits, always the same one.
             for text in _default_variants(name):
@@ -214,13 +283,39 @@ class TemplateRenderer:
         fitting = [t for t in self._templates[name] if t.fits(values) and t.render(values).strip()]
         if not fitting:
             return None
-        return fitting[_stable_index(turn_id, name, len(fitting))]
+        who = audience or Audience()
+        wanted = _primary(who.language) or self._default_language
+        in_language = [t for t in fitting if _primary(t.language or self._default_language) == wanted]
+        if not in_language and wanted != self._default_language:
+            in_language = [
+                t for t in fitting if _primary(t.language or self._default_language) == self._default_language
+            ]
+        candidates = in_language or fitting
+        if who.style:
+            candidates = _narrow(candidates, lambda t: t.style == who.style)
+            candidates = _narrow(candidates, lambda t: t.style in (who.style, None))
+        if who.brief:
+            shortest = min(len(t.render(values)) for t in candidates)
+            candidates = [t for t in candidates if len(t.render(values)) == shortest]
+        if len(candidates) == 1:
+            return candidates[0]
+        selection: Selection = self._responses.selection_of(name)
+        if selection == "sticky":
+            index = _stable_index(who.user_id or who.conversation_id or turn_id, name, len(candidates))
+        elif selection == "rotating" and who.conversation_id:
+            index = self._rotation.next(who.conversation_id, name, turn_id, len(candidates))
+        else:
+            index = _stable_index(turn_id, name, len(candidates))
+        return candidates[index]
 
-    def render(self, turn_id: str, actions: Sequence[dialog_pb2.Action]) -> generator_pb2.Reply:
+    def render(
+        self, turn_id: str, actions: Sequence[dialog_pb2.Action], audience: Audience | None = None
+    ) -> generator_pb2.Reply:
         """The reply for ``actions``: each response action rendered, texts joined with a space."""
         texts: list[str] = []
         templates: list[str] = []
         quick_replies: list[generator_pb2.QuickReply] = []
+        links: list[generator_pb2.Link] = []
         needs_fallback = False
         fallback_values: Mapping[str, str] = {}
         for action in actions:
@@ -238,7 +333,7 @@ class TemplateRenderer:
             }
             if options and "options" not in values:
                 values["options"] = _options_text([o.title for o in options])
-            template = self._choose(turn_id, action.name, values)
+            template = self._choose(turn_id, action.name, values, audience)
             if template is None:
                 log.warning(
                     "no variant fits the available values, using the fallback",
@@ -254,16 +349,22 @@ class TemplateRenderer:
             templates.append(action.name)
             quick_replies.extend(template.quick_replies)
             quick_replies.extend(options)
+            links.extend(template.links)
         if needs_fallback or not texts:
-            fallback = self._choose(turn_id, FALLBACK_RESPONSE, fallback_values)
+            fallback = self._choose(turn_id, FALLBACK_RESPONSE, fallback_values, audience)
             if fallback is not None:
                 texts.append(fallback.render(fallback_values).strip())
                 templates.append(FALLBACK_RESPONSE)
                 quick_replies.extend(fallback.quick_replies)
+                links.extend(fallback.links)
             else:
                 texts.append(BUILTIN_FALLBACK)
+        unique_links = list({(link.title, link.url): link for link in links}.values())
         return generator_pb2.Reply(
-            text=" ".join(texts), quick_replies=_unique(quick_replies), templates=templates
+            text=" ".join(texts),
+            quick_replies=_unique(quick_replies),
+            templates=templates,
+            links=unique_links,
         )
 
 
