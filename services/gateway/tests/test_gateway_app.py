@@ -44,11 +44,11 @@ def test_settings_defaults_and_environment(monkeypatch: pytest.MonkeyPatch) -> N
     assert configured.instance_id == "gateway-pod-1"
 
 
-async def test_the_reply_subscription_is_a_broadcast_on_replied_that_publishes_nothing() -> None:
+async def test_the_reply_subscription_is_a_broadcast_on_replies_and_chunks_that_publishes_nothing() -> None:
     router = ReplyRouter()
     subscription = reply_subscription(router)
     assert subscription.name == "gateway"
-    assert subscription.topics == (Topic.REPLIED,)
+    assert subscription.topics == (Topic.REPLIED, Topic.REPLY_CHUNK)
     assert subscription.broadcast is True
 
     cause = new_event(conversation_id="c", tenant_id="t", user_id="u", user_message=pb.UserMessage(text="x"))

@@ -53,6 +53,7 @@ class EmbeddedStack:
     project_dir: Path
     settings: EmbeddedSettings = field(default_factory=EmbeddedSettings)
     gateway_settings: GatewaySettings = field(default_factory=GatewaySettings)
+    generator_settings: GeneratorSettings = field(default_factory=GeneratorSettings)
     database_url: str | None = None
     bus: InMemoryBus = field(default_factory=InMemoryBus)
     pool: asyncpg.Pool | None = None
@@ -80,7 +81,7 @@ class EmbeddedStack:
         nlu = await asyncio.to_thread(build_nlu, nlu_settings, project)
         dialog = build_dialog(DialogSettings(), context_client, project)
         generator = self._generator = build_generator(
-            GeneratorSettings(), project, publish=self.bus.publish, profiles=context_client
+            self.generator_settings, project, publish=self.bus.publish, profiles=context_client
         )
         for service in (self.context, nlu, dialog, generator):
             for subscription in service.subscriptions:

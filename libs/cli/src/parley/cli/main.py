@@ -7,6 +7,7 @@ parley validate         check an assistant project and print file:line problems
 parley flows show       a project's flows as Mermaid diagrams (Mermaid, Markdown or HTML)
 parley test             run a project's conversation tests against the whole assistant
 parley chat             terminal chat with a running gateway
+parley keys             create, list and revoke tenants' API keys of the gateway
 parley stack up|down    every service as its own process on this machine (needs `make infra-up`)
 """
 
@@ -161,8 +162,62 @@ def _cmd_import_rasa(args: argparse.Namespace) -> int:
 def _cmd_chat(args: argparse.Namespace) -> int:
     from parley.gateway.chat_client import run_chat  # noqa: PLC0415
 
-    asyncio.run(run_chat(args.url, user=args.user))
+    api_key = args.api_key or os.environ.get("PARLEY_API_KEY") or None
+    asyncio.run(run_chat(args.url, user=args.user, api_key=api_key))
     return 0
+
+
+def _cmd_keys(args: argparse.Namespace) -> int:
+    from parley.core.logging import configure_logging  # noqa: PLC0415
+    from parley.gateway.keys_admin import keys_command  # noqa: PLC0415
+
+    configure_logging(service="parley")  # logs on stderr: stdout of `keys create` is only the key
+
+    return asyncio.run(
+        keys_command(
+            args.action,
+            database_url=args.database_url,
+            tenant=getattr(args, "tenant", None),
+            name=getattr(args, "name", "") or "",
+            key=getattr(args, "key", None),
+            include_revoked=getattr(args, "all", False),
+        )
+    )
+
+
+def _add_chat_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """``parley chat``."""
+    chat = sub.add_parser("chat", help="terminal chat with a running gateway")
+    chat.add_argument("--url", default="http://127.0.0.1:8080")
+    chat.add_argument("--user", default="anonymous")
+    chat.add_argument(
+        "--api-key",
+        default=None,
+        help="the tenant's API key when the gateway requires one (or PARLEY_API_KEY)",
+    )
+    chat.set_defaults(func=_cmd_chat)
+
+
+def _add_keys_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """``parley keys create|list|revoke``."""
+    keys = sub.add_parser(
+        "keys",
+        help="create, list and revoke tenants' API keys (PARLEY_GATEWAY_AUTH=api_key)",
+        description="API keys of the gateway, kept (hashed) in PostgreSQL: PARLEY_DATABASE_URL or "
+        "--database-url. See docs/gateway.md, Authentication.",
+    )
+    keys.add_argument("--database-url", default=None, help="PostgreSQL URL (default: PARLEY_DATABASE_URL)")
+    keys_sub = keys.add_subparsers(dest="action", required=True)
+    create = keys_sub.add_parser("create", help="a new key for a tenant; prints the key once")
+    create.add_argument("--tenant", required=True, help="tenant id the key acts for")
+    create.add_argument("--name", default="", help="what the key is for, e.g. 'web shop'")
+    listing = keys_sub.add_parser("list", help="keys (never the secrets), with last use")
+    listing.add_argument("--tenant", default=None, help="only this tenant's keys")
+    listing.add_argument("--all", action="store_true", help="include revoked keys")
+    revoke = keys_sub.add_parser("revoke", help="revoke a key (its id, pk_<id> or the whole key)")
+    revoke.add_argument("key", help="key id as shown by `parley keys list`")
+    for parser in (keys, create, listing, revoke):
+        parser.set_defaults(func=_cmd_keys)
 
 
 def _cmd_stack(args: argparse.Namespace) -> int:
@@ -278,10 +333,9 @@ def build_parser() -> argparse.ArgumentParser:
     rasa.add_argument("--out", type=Path, required=True, help="the Parley nlu.yml to write")
     rasa.set_defaults(func=_cmd_import_rasa)
 
-    chat = sub.add_parser("chat", help="terminal chat with a running gateway")
-    chat.add_argument("--url", default="http://127.0.0.1:8080")
-    chat.add_argument("--user", default="anonymous")
-    chat.set_defaults(func=_cmd_chat)
+    _add_chat_parser(sub)
+
+    _add_keys_parser(sub)
 
     stack = sub.add_parser("stack", help="every service as its own process on this machine")
     stack.add_argument("action", choices=("up", "down"))

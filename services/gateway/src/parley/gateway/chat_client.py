@@ -161,16 +161,21 @@ async def run_chat(
     user: str = "anonymous",
     *,
     tenant: str | None = None,
+    api_key: str | None = None,
     lines: Iterable[str] | None = None,
     out: TextIO | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
 ) -> None:
     """Chat with the gateway at ``base_url`` as ``user`` until ``/quit`` or end of input.
 
+    ``api_key`` is sent as ``Authorization: Bearer ...`` for gateways that require API keys.
+
     ``lines``, ``out`` and ``transport`` replace stdin, stdout and the network (for tests and embedding).
     """
     out = out or sys.stdout
     headers = {"X-Parley-User": user, **({"X-Parley-Tenant": tenant} if tenant else {})}
+    if api_key:
+        headers["Authorization"] = f"Bearer {api_key}"
     base_url = base_url.rstrip("/")
     async with httpx.AsyncClient(
         base_url=base_url,

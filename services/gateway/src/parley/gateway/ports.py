@@ -2,15 +2,19 @@
 
 ``parley.core.context_client.ContextClient`` satisfies :class:`Conversations` and every
 ``parley.core.bus.EventBus`` satisfies :class:`Publisher`, so the embedded and distributed wirings plug
-straight in while tests hand in small fakes.
+straight in while tests hand in small fakes. :class:`KeyStore` is the gateway's own table of API keys
+(``parley.gateway.adapters.keys.PostgresKeyStore``).
 """
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from parley.context.v1 import context_pb2 as ctx
 from parley.turn.v1 import turn_event_pb2 as pb
+
+if TYPE_CHECKING:
+    from parley.gateway.domain.keys import StoredKey
 
 
 class Conversations(Protocol):
@@ -38,4 +42,16 @@ class Publisher(Protocol):
 
     async def publish(self, topic: str, event: pb.TurnEvent) -> None:
         """Publish ``event`` on the logical ``topic``, keyed by its conversation id."""
+        ...
+
+
+class KeyStore(Protocol):
+    """Where API keys are looked up when a request presents one."""
+
+    async def find_key(self, key_id: str) -> StoredKey | None:
+        """The key with this id, revoked or not; ``None`` when there is none."""
+        ...
+
+    async def mark_used(self, key_id: str) -> None:
+        """Record that the key was just used (best effort, for operators deciding what to revoke)."""
         ...

@@ -2,6 +2,12 @@
 
 A reply that does not come within the reply timeout leaves ``reply`` unset; the response still names the
 conversation and turn, so the app can read the reply from the history later.
+
+Credentials come from the call metadata exactly as the HTTP face reads its headers: ``authorization``
+(``Bearer pk_...`` or ``Bearer <user JWT>``), ``x-api-key``, ``x-parley-user-token`` and, with auth ``none``,
+``x-parley-tenant``; the user id stated by the caller is the request's ``user_id``. Missing or bad
+credentials end the call with UNAUTHENTICATED, a spent rate limit with RESOURCE_EXHAUSTED (and a
+``retry-after`` trailer in seconds).
 """
 
 from __future__ import annotations
@@ -10,34 +16,65 @@ from collections.abc import AsyncIterator
 
 import grpc
 
-from parley.gateway.domain import ChatService, Principal, SendResult, principal_of
+from parley.gateway.domain import ChatService, Principal, SendResult
+from parley.gateway.domain.auth import Authenticator, Credentials
+from parley.gateway.domain.ratelimit import RateLimitedError
 from parley.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 
 TENANT_METADATA_KEY = "x-parley-tenant"
+API_KEY_METADATA_KEY = "x-api-key"
+USER_TOKEN_METADATA_KEY = "x-parley-user-token"
+AUTHORIZATION_METADATA_KEY = "authorization"
 
 
-def _tenant(context: grpc.aio.ServicerContext) -> str | None:
+def _metadata(context: grpc.aio.ServicerContext) -> dict[str, str]:
+    """The call metadata by lower-case key (the first value of each; binary ``-bin`` keys are skipped)."""
+    found: dict[str, str] = {}
     for key, value in context.invocation_metadata() or ():
-        if key.lower() == TENANT_METADATA_KEY:
-            return value if isinstance(value, str) else value.decode(errors="replace")
-    return None
+        name = key.lower()
+        if name.endswith("-bin") or name in found:
+            continue
+        found[name] = value if isinstance(value, str) else value.decode(errors="replace")
+    return found
 
 
-def _principal(context: grpc.aio.ServicerContext, user_id: str) -> Principal:
-    """Tenant from the call metadata, user from the request; an empty user is anonymous."""
-    return principal_of(_tenant(context), user_id or None)
+def _bearer(authorization: str | None) -> str | None:
+    if authorization is None:
+        return None
+    scheme, _, value = authorization.strip().partition(" ")
+    return value.strip() or None if scheme.lower() == "bearer" else None
+
+
+def credentials_of(context: grpc.aio.ServicerContext, user_id: str) -> Credentials:
+    """What the call presents; an empty ``user_id`` means "not stated"."""
+    metadata = _metadata(context)
+    return Credentials.collect(
+        bearer=_bearer(metadata.get(AUTHORIZATION_METADATA_KEY)),
+        api_key=metadata.get(API_KEY_METADATA_KEY),
+        user_token=metadata.get(USER_TOKEN_METADATA_KEY),
+        tenant_id=metadata.get(TENANT_METADATA_KEY),
+        user_id=user_id or None,
+    )
 
 
 class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
     """``parley.gateway.v1.GatewayService`` over the chat service."""
 
-    def __init__(self, chat: ChatService) -> None:
+    def __init__(self, chat: ChatService, auth: Authenticator | None = None) -> None:
         self._chat = chat
+        self._auth = auth or Authenticator("none")
+
+    async def _principal(self, context: grpc.aio.ServicerContext, user_id: str) -> Principal:
+        try:
+            return await self._auth.authenticate(credentials_of(context, user_id))
+        except RateLimitedError as exc:
+            context.set_trailing_metadata((("retry-after", str(exc.retry_after_s)),))
+            raise
 
     async def SendMessage(
         self, request: gateway_pb2.SendMessageRequest, context: grpc.aio.ServicerContext
     ) -> gateway_pb2.SendMessageResponse:
-        who = _principal(context, request.user_id)
+        who = await self._principal(context, request.user_id)
         result = await self._chat.send(
             who.tenant_id, who.user_id, request.conversation_id or None, request.text, request.language
         )
@@ -53,11 +90,13 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
         request_iterator: AsyncIterator[gateway_pb2.ConverseRequest],
         context: grpc.aio.ServicerContext,
     ) -> AsyncIterator[gateway_pb2.ConverseResponse]:
-        """Each request gets one response, in order; an empty conversation id continues the stream's one."""
-        tenant = _tenant(context)
+        """Each request gets one response, in order; an empty conversation id continues the stream's one.
+
+        Every message is authenticated (cheap: the key is cached) and spends one request of the rate limit.
+        """
         current: str | None = None
         async for request in request_iterator:
-            who = principal_of(tenant, request.user_id or None)
+            who = await self._principal(context, request.user_id)
             result: SendResult = await self._chat.send(
                 who.tenant_id, who.user_id, request.conversation_id or current, request.text
             )

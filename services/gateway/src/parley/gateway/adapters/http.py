@@ -18,15 +18,26 @@ from typing import Annotated, Any, Literal
 from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from parley.common.v1 import common_pb2
-from parley.core.errors import DeadlineExceededError, ParleyError, UnavailableError
+from parley.core.errors import (
+    ConfigurationError,
+    DeadlineExceededError,
+    ParleyError,
+    UnauthenticatedError,
+    UnavailableError,
+)
 from parley.core.logging import get_logger
-from parley.gateway.domain import ChatService, Principal, SendResult, check_conversation_id, principal_of
+from parley.gateway.domain import ChatService, Principal, SendResult, check_conversation_id
+from parley.gateway.domain.auth import Authenticator, Credentials
+from parley.gateway.domain.ratelimit import RateLimitedError
 from parley.gateway.ports import Conversations
 from parley.gateway.settings import GatewaySettings
 from parley.generator.v1 import generator_pb2
@@ -146,16 +157,64 @@ class Readiness(BaseModel):
 # -------------------------------------------------------------------------------------------- identity
 
 
+_API_KEY_SCHEME = APIKeyHeader(
+    name="X-API-Key",
+    scheme_name="ApiKey",
+    description="the tenant's API key (`pk_...`), when `PARLEY_GATEWAY_AUTH=api_key`",
+    auto_error=False,
+)
+_BEARER_SCHEME = HTTPBearer(
+    scheme_name="Bearer",
+    description="`Bearer pk_...` (the API key) or `Bearer <JWT>` (the end user's token, with the key in "
+    "`X-API-Key`)",
+    auto_error=False,
+)
+_USER_TOKEN_SCHEME = APIKeyHeader(
+    name="X-Parley-User-Token",
+    scheme_name="UserToken",
+    description="the end user's JWT (its `sub` is the user id), when user tokens are configured",
+    auto_error=False,
+)
+
+
 async def principal(
+    connection: HTTPConnection,
+    api_key: Annotated[str | None, Depends(_API_KEY_SCHEME)],
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_BEARER_SCHEME)],
+    user_token: Annotated[str | None, Depends(_USER_TOKEN_SCHEME)],
     tenant: Annotated[
-        str | None, Header(alias="X-Parley-Tenant", description="tenant id; default `default`")
+        str | None,
+        Header(
+            alias="X-Parley-Tenant",
+            description="tenant id (auth `none` only; with API keys the key names the tenant); "
+            "default `default`",
+        ),
     ] = None,
     user: Annotated[
-        str | None, Header(alias="X-Parley-User", description="end user id; default `anonymous`")
+        str | None,
+        Header(
+            alias="X-Parley-User",
+            description="end user id; default `anonymous` (with a user token, its `sub` is the user)",
+        ),
     ] = None,
 ) -> Principal:
-    """Who the request acts for. The one place identity is read: real authentication replaces this."""
-    return principal_of(tenant, user)
+    """Who the request acts for: the one place identity is read, for every route (REST, streaming, ...).
+
+    Authenticates with the app's :class:`Authenticator` (``PARLEY_GATEWAY_AUTH``) and spends one request
+    of the key's rate limit.
+    """
+    authenticator = getattr(connection.app.state, "authenticator", None)
+    if not isinstance(authenticator, Authenticator):
+        # Only an app not built by create_http_app gets here; refusing beats serving unauthenticated.
+        raise ConfigurationError("this app has no authenticator; build it with create_http_app")
+    credentials = Credentials.collect(
+        bearer=bearer.credentials if bearer is not None else None,
+        api_key=api_key,
+        user_token=user_token,
+        tenant_id=tenant,
+        user_id=user,
+    )
+    return await authenticator.authenticate(credentials)
 
 
 PrincipalDep = Annotated[Principal, Depends(principal)]
@@ -163,6 +222,9 @@ PrincipalDep = Annotated[Principal, Depends(principal)]
 
 # -------------------------------------------------------------------------------------- error mapping
 
+
+#: The challenge of a 401: the API key (or a user token) goes in the Authorization header as a bearer token.
+WWW_AUTHENTICATE = 'Bearer realm="parley"'
 
 _SERVER_SIDE_MESSAGES = {
     "unavailable": "the assistant is unavailable right now; try again shortly",
@@ -230,8 +292,12 @@ def _install_error_handlers(app: FastAPI) -> None:
             log.warning("request failed", status=status, error=f"{type(exc).__name__}: {exc}")
             message = _SERVER_SIDE_MESSAGES.get(code, _SERVER_SIDE_MESSAGES["internal"])
         response = _error_response(status, code, message)
-        if exc.retryable:
+        if isinstance(exc, RateLimitedError):
+            response.headers["Retry-After"] = str(exc.retry_after_s)
+        elif exc.retryable:
             response.headers["Retry-After"] = "1"
+        if isinstance(exc, UnauthenticatedError):
+            response.headers["WWW-Authenticate"] = WWW_AUTHENTICATE
         return response
 
     @app.exception_handler(RequestValidationError)
@@ -363,9 +429,18 @@ def _send_response(result: SendResult) -> MessageReplied | JSONResponse:
 _ROLES = {common_pb2.ROLE_USER: "user", common_pb2.ROLE_BOT: "bot"}
 _ERRORS: dict[int | str, dict[str, Any]] = {
     HTTPStatus.BAD_REQUEST: {"model": ErrorBody, "description": "invalid JSON"},
+    HTTPStatus.UNAUTHORIZED: {
+        "model": ErrorBody,
+        "description": "no, unknown or revoked API key, or an invalid/expired user token",
+    },
+    HTTPStatus.FORBIDDEN: {"model": ErrorBody, "description": "the credentials do not match each other"},
     HTTPStatus.NOT_FOUND: {"model": ErrorBody, "description": "no such conversation (or not yours)"},
     HTTPStatus.REQUEST_ENTITY_TOO_LARGE: {"model": ErrorBody, "description": "request body too large"},
     HTTPStatus.UNPROCESSABLE_ENTITY: {"model": ErrorBody, "description": "invalid input"},
+    HTTPStatus.TOO_MANY_REQUESTS: {
+        "model": ErrorBody,
+        "description": "the API key's rate limit is spent; retry after `Retry-After` seconds",
+    },
     HTTPStatus.SERVICE_UNAVAILABLE: {"model": ErrorBody, "description": "a dependency is unavailable"},
 }
 _PENDING = {
@@ -374,6 +449,18 @@ _PENDING = {
         "description": "accepted; the reply did not come in time, read it from the history",
     }
 }
+
+
+#: Request headers a cross-origin page may send.
+CORS_ALLOWED_HEADERS = (
+    "Authorization",
+    "Content-Type",
+    "X-API-Key",
+    "X-Parley-User-Token",
+    "X-Parley-Tenant",
+    "X-Parley-User",
+    "Last-Event-ID",
+)
 
 
 def _load_chat_page() -> str:
@@ -386,21 +473,51 @@ def create_http_app(
     settings: GatewaySettings,
     *,
     readiness: Mapping[str, ReadinessCheck] | None = None,
+    authenticator: Authenticator | None = None,
 ) -> FastAPI:
-    """The gateway's HTTP API. ``readiness`` names the checks of ``/readyz`` (default: the context)."""
+    """The gateway's HTTP API. ``readiness`` names the checks of ``/readyz`` (default: the context).
+
+    ``authenticator`` decides who each request acts for; absent, identity comes from the headers, which
+    is only allowed with ``settings.auth == "none"``.
+    """
+    if authenticator is None:
+        if settings.auth != "none":
+            raise ConfigurationError(f"auth {settings.auth!r} needs an authenticator (see build_gateway)")
+        authenticator = Authenticator("none")
     checks = dict(readiness) if readiness is not None else {"context": context_check(conversations)}
     chat_page = _load_chat_page()
     app = FastAPI(
         title="Parley gateway",
         summary="Talk to a Parley assistant.",
         description=(
-            "Send user messages and read conversations. Identity comes from the `X-Parley-Tenant` and "
-            "`X-Parley-User` headers for now. Every error has the body "
+            "Send user messages and read conversations. With `PARLEY_GATEWAY_AUTH=api_key` every API "
+            "request carries the tenant's API key (`Authorization: Bearer pk_...` or `X-API-Key`) and, "
+            "optionally, the end user's JWT (`X-Parley-User-Token`); with `none` (local runs) identity "
+            "comes from the `X-Parley-Tenant` and `X-Parley-User` headers. Every error has the body "
             '`{"error": {"code": ..., "message": ...}}`.'
         ),
         version="1.0.0",
     )
+    app.state.authenticator = authenticator
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    if settings.cors_origins:
+        # Added last, so it runs first: preflights are answered, and errors (401, 413, 429) carry the
+        # CORS headers a browser needs to show them to the page.
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_credentials=settings.cors_allow_credentials,
+            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
+            allow_headers=list(CORS_ALLOWED_HEADERS),
+            expose_headers=[
+                "Retry-After",
+                "Location",
+                "WWW-Authenticate",
+                "X-Parley-Conversation",
+                "X-Parley-Turn",
+            ],
+            max_age=settings.cors_max_age_s,
+        )
     _install_error_handlers(app)
     # Every request opens the trace that the turn's events carry through Kafka to each stage.
     FastAPIInstrumentor.instrument_app(app, excluded_urls="healthz,readyz")
@@ -489,4 +606,12 @@ def create_http_app(
         ]
         return History(messages=messages, next_page_token=response.next_page_token or None)
 
+    # Imported here: these modules build on this one (PrincipalDep, the models, the error helpers).
+    from parley.gateway.adapters.openai_api import openai_router  # noqa: PLC0415
+    from parley.gateway.adapters.rasa_api import rasa_router  # noqa: PLC0415
+    from parley.gateway.adapters.streaming import streaming_router  # noqa: PLC0415
+
+    app.include_router(streaming_router(chat, max_frame_bytes=settings.max_body_bytes))
+    app.include_router(openai_router(chat, settings.project_dir, reply_timeout_s=settings.reply_timeout_s))
+    app.include_router(rasa_router(chat))
     return app

@@ -1,7 +1,8 @@
-"""The gateway's place on the bus: it listens for replies, on every replica.
+"""The gateway's place on the bus: it listens for replies and reply chunks, on every replica.
 
-The subscription is a broadcast one, so each replica sees every reply and the one holding the waiting
-request completes it; the others find no waiter and drop it. It never publishes anything.
+The subscription is a broadcast one, so each replica sees every reply (and every chunk of a reply being
+generated) and the one holding the waiting request completes it; the others find no waiter and drop it.
+It never publishes anything.
 """
 
 from __future__ import annotations
@@ -17,10 +18,10 @@ STAGE = "gateway"
 
 
 def reply_subscription(router: ReplyRouter) -> Subscription:
-    """A broadcast subscription on ``turn.replied`` that hands each reply to ``router``."""
+    """A broadcast subscription on ``turn.replied`` and ``turn.reply-chunks`` feeding ``router``."""
 
-    async def on_replied(event: pb.TurnEvent) -> Sequence[Outgoing]:
+    async def on_reply(event: pb.TurnEvent) -> Sequence[Outgoing]:
         router.resolve(event)
         return []
 
-    return Subscription(STAGE, (Topic.REPLIED,), on_replied, broadcast=True)
+    return Subscription(STAGE, (Topic.REPLIED, Topic.REPLY_CHUNK), on_reply, broadcast=True)

@@ -1,7 +1,8 @@
 """Accepting a user message: validate it, check the conversation, publish it and wait for the reply.
 
 The gateway never waits on the pipeline forever: after ``reply_timeout_s`` it answers "pending" and the
-client reads the reply from the conversation history once the pipeline delivers it.
+client reads the reply from the conversation history once the pipeline delivers it. A streaming turn
+(:meth:`ChatService.stream`) reports each step as it happens: typing, the reply's chunks, the reply.
 """
 
 from __future__ import annotations
@@ -9,13 +10,14 @@ from __future__ import annotations
 import asyncio
 import re
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from parley.core.errors import InvalidInputError
 from parley.core.events import Topic, new_event
 from parley.core.logging import get_logger
-from parley.gateway.domain.identity import Principal, check_conversation_id
-from parley.gateway.domain.router import ReplyRouter
+from parley.gateway.domain.identity import Principal, check_conversation_id, principal_of
+from parley.gateway.domain.router import Chunk, ReplyRouter
 from parley.gateway.ports import Conversations, Publisher
 from parley.generator.v1 import generator_pb2
 from parley.turn.v1 import turn_event_pb2 as pb
@@ -24,6 +26,8 @@ log = get_logger(__name__)
 
 # BCP-47 in the shape clients actually send ("en", "pt-BR", "zh-Hant-TW"); the NLU decides the rest.
 _LANGUAGE = re.compile(r"[A-Za-z]{2,8}(-[A-Za-z0-9]{1,8}){0,4}")
+# Namespace of the conversation ids of channels that name users but not conversations (Rasa's REST channel).
+_CHANNEL_NAMESPACE = uuid.UUID("0b7c3f52-9a4e-4d51-8f0e-5d6c2a1b9e37")
 
 
 @dataclass(frozen=True)
@@ -33,6 +37,35 @@ class SendResult:
     conversation_id: str
     turn_id: str
     reply: generator_pb2.Reply | None
+
+
+@dataclass(frozen=True)
+class Typing:
+    """The message was accepted and published: the assistant is working on it."""
+
+    conversation_id: str
+    turn_id: str
+
+
+@dataclass(frozen=True)
+class Replied:
+    """The turn's reply (authoritative: it replaces whatever the chunks said) ends the stream."""
+
+    conversation_id: str
+    turn_id: str
+    reply: generator_pb2.Reply
+
+
+@dataclass(frozen=True)
+class Pending:
+    """Nothing came within the reply timeout; the reply will be in the conversation's history."""
+
+    conversation_id: str
+    turn_id: str
+
+
+#: What :meth:`ChatService.stream` yields: ``Typing``, then ``Chunk`` s, then ``Replied`` or ``Pending``.
+StreamEvent = Typing | Chunk | Replied | Pending
 
 
 class ChatService:
@@ -69,18 +102,8 @@ class ChatService:
         :class:`~parley.core.errors.NotFoundError` for a conversation that does not exist or belongs to
         another user. ``reply`` is ``None`` when it did not arrive within the reply timeout.
         """
-        text = self._check_text(text)
-        language = self._check_language(language)
-        conversation_id = await self._conversation_for(Principal(tenant_id, user_id), conversation_id)
-        turn_id = str(uuid.uuid4())
-        event = new_event(
-            conversation_id=conversation_id,
-            tenant_id=tenant_id,
-            user_id=user_id,
-            turn_id=turn_id,
-            origin=self._instance_id,
-            user_message=pb.UserMessage(text=text, language=language),
-        )
+        event = await self._accept(tenant_id, user_id, conversation_id, text, language)
+        conversation_id, turn_id = event.conversation_id, event.turn_id
         with self._router.expect(turn_id, conversation_id) as reply_future:
             await self._publisher.publish(Topic.USER_MESSAGE, event)
             log.info("user message accepted", conversation_id=conversation_id, turn_id=turn_id)
@@ -98,9 +121,79 @@ class ChatService:
                 reply = None
         return SendResult(conversation_id, turn_id, reply)
 
+    async def stream(
+        self,
+        tenant_id: str,
+        user_id: str,
+        conversation_id: str | None,
+        text: str,
+        language: str = "",
+    ) -> AsyncIterator[StreamEvent]:
+        """Post ``text`` like :meth:`send`, and report the turn as it happens.
+
+        Yields :class:`Typing` as soon as the message is accepted, each :class:`Chunk` of the reply in
+        order as the generator streams it (none for a template reply), then :class:`Replied`; or
+        :class:`Pending` when nothing (neither a chunk nor the reply) came for ``reply_timeout_s``. Bad
+        input and unknown conversations raise before the first event, so a caller that awaits the first
+        event can still answer with an error status. Close the iterator (``aclose``) if you stop early.
+        """
+        event = await self._accept(tenant_id, user_id, conversation_id, text, language)
+        conversation_id, turn_id = event.conversation_id, event.turn_id
+        with self._router.stream(turn_id, conversation_id) as replies:
+            await self._publisher.publish(Topic.USER_MESSAGE, event)
+            log.info("user message accepted", conversation_id=conversation_id, turn_id=turn_id, stream=True)
+            yield Typing(conversation_id, turn_id)
+            while True:
+                try:
+                    async with asyncio.timeout(self._reply_timeout_s):
+                        item = await replies.next()
+                except TimeoutError:
+                    log.info(
+                        "no reply in time; the client reads it from the history",
+                        conversation_id=conversation_id,
+                        turn_id=turn_id,
+                        timeout_s=self._reply_timeout_s,
+                    )
+                    yield Pending(conversation_id, turn_id)
+                    return
+                if isinstance(item, Chunk):
+                    yield item
+                else:
+                    yield Replied(conversation_id, turn_id, item)
+                    return
+
+    async def _accept(
+        self, tenant_id: str, user_id: str, conversation_id: str | None, text: str, language: str
+    ) -> pb.TurnEvent:
+        """Validate a message and find its conversation; the user-message event, not yet published."""
+        text = self._check_text(text)
+        language = self._check_language(language)
+        conversation_id = await self._conversation_for(Principal(tenant_id, user_id), conversation_id)
+        return new_event(
+            conversation_id=conversation_id,
+            tenant_id=tenant_id,
+            user_id=user_id,
+            turn_id=str(uuid.uuid4()),
+            origin=self._instance_id,
+            user_message=pb.UserMessage(text=text, language=language),
+        )
+
     async def start_conversation(self, tenant_id: str, user_id: str) -> str:
         """Create an empty conversation for the principal and return its id."""
         conversation = await self._conversations.create_conversation(tenant_id, user_id)
+        return conversation.conversation_id
+
+    async def channel_conversation(self, tenant_id: str, user_id: str, channel: str) -> str:
+        """The one conversation of a user on a channel that has no conversation ids (find or create).
+
+        Its id is a UUIDv5 of the channel, tenant and user, and creating a conversation is idempotent for
+        the same id and owner, so every replica finds the same one without a lookup table.
+        """
+        principal = principal_of(tenant_id, user_id)
+        conversation_id = str(uuid.uuid5(_CHANNEL_NAMESPACE, f"{channel}\n{tenant_id}\n{user_id}"))
+        conversation = await self._conversations.create_conversation(
+            principal.tenant_id, principal.user_id, conversation_id
+        )
         return conversation.conversation_id
 
     def _check_text(self, text: str) -> str:

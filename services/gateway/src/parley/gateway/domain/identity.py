@@ -1,14 +1,14 @@
 """Who a request acts for, and what a well-formed identifier looks like.
 
-Identity comes from headers/metadata for now (real authentication comes later); the rules live here so the
-HTTP and gRPC faces accept and reject exactly the same values.
+Authentication (``parley.gateway.domain.auth``) decides which tenant and user a request acts for; the rules
+for well-formed ids live here so the HTTP and gRPC faces accept and reject exactly the same values.
 """
 
 from __future__ import annotations
 
 import re
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from parley.core.errors import InvalidInputError, NotFoundError
 
@@ -20,10 +20,15 @@ _ID_RULE = "1 to 64 characters of A-Z, a-z, 0-9, '.', '_', '@' or '-'"
 
 @dataclass(frozen=True)
 class Principal:
-    """The tenant and end user a request acts for; every conversation belongs to exactly one."""
+    """The tenant and end user a request acts for; every conversation belongs to exactly one.
+
+    ``user_verified`` is true when the user id comes from a verified user token (JWT) rather than from the
+    caller's word: a face that lets a request name another user (a body field) must refuse to when set.
+    """
 
     tenant_id: str
     user_id: str
+    user_verified: bool = field(default=False, compare=False)
 
 
 def principal_of(tenant_id: str | None, user_id: str | None) -> Principal:

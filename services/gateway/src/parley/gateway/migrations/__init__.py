@@ -1,0 +1,1 @@
+"""Versioned SQL migrations of the gateway (its API keys), applied in order at start (see parley.core.db)."""
