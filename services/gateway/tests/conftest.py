@@ -117,6 +117,7 @@ class FakeAssistant:
         reply = generator_pb2.Reply(
             text=f"echo: {text}",
             quick_replies=[generator_pb2.QuickReply(title="Again", payload=text)],
+            links=[generator_pb2.Link(title="Help", url="https://example.org/help")],
         )
         self.conversations.add_message(event.conversation_id, event.turn_id, common_pb2.ROLE_BOT, reply.text)
         replied = derive_event(event, "generator", replied=pb.RepliedTurn(reply=reply))

@@ -34,6 +34,7 @@ async def test_a_message_gets_its_reply(client: httpx.AsyncClient, harness: Harn
     assert body["reply"] == {
         "text": "echo: hello there",
         "quick_replies": [{"title": "Again", "payload": "hello there"}],
+        "links": [{"title": "Help", "url": "https://example.org/help"}],
     }
     [event] = harness.assistant.seen
     assert (event.conversation_id, event.turn_id) == (body["conversation_id"], body["turn_id"])

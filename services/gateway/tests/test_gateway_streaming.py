@@ -211,7 +211,11 @@ async def test_sse_delivers_each_chunk_before_the_next_is_published() -> None:
             "type": "reply",
             "conversation_id": typing["conversation_id"],
             "turn_id": typing["turn_id"],
-            "reply": {"text": "Hello, world!", "quick_replies": [{"title": "More", "payload": "more"}]},
+            "reply": {
+                "text": "Hello, world!",
+                "quick_replies": [{"title": "More", "payload": "more"}],
+                "links": [],
+            },
         }
         assert [e async for e in events] == []  # the stream ends with the reply
     assert len(live.server.service.router) == 0
@@ -243,6 +247,7 @@ async def test_sse_of_a_template_reply_is_typing_then_reply(client: httpx.AsyncC
     assert reply["reply"] == {
         "text": "echo: hello",
         "quick_replies": [{"title": "Again", "payload": "hello"}],
+        "links": [{"title": "Help", "url": "https://example.org/help"}],
     }
 
 

@@ -102,11 +102,19 @@ class QuickReply(BaseModel):
     payload: str
 
 
+class Link(BaseModel):
+    """A link to show under the reply (a card or an anchor)."""
+
+    title: str
+    url: str
+
+
 class ReplyBody(BaseModel):
     """The assistant's reply."""
 
     text: str
     quick_replies: list[QuickReply] = Field(default_factory=list)
+    links: list[Link] = Field(default_factory=list)
 
 
 class MessageReplied(BaseModel):
@@ -410,6 +418,7 @@ def _reply_body(reply: generator_pb2.Reply) -> ReplyBody:
     return ReplyBody(
         text=reply.text,
         quick_replies=[QuickReply(title=q.title, payload=q.payload) for q in reply.quick_replies],
+        links=[Link(title=link.title, url=link.url) for link in reply.links],
     )
 
 

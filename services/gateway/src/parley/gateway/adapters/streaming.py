@@ -64,6 +64,7 @@ def reply_json(reply: generator_pb2.Reply) -> dict[str, Any]:
     return {
         "text": reply.text,
         "quick_replies": [{"title": q.title, "payload": q.payload} for q in reply.quick_replies],
+        "links": [{"title": link.title, "url": link.url} for link in reply.links],
     }
 
 
