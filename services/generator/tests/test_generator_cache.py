@@ -78,3 +78,33 @@ def test_empty_replies_are_not_cached():
     cache = ResponseCache()
     cache.put("k", "  ")
     assert cache.get("k") is None
+
+
+def test_the_cache_hit_rate_is_exported_as_metrics():
+    from opentelemetry.sdk.metrics import MeterProvider  # noqa: PLC0415
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader  # noqa: PLC0415
+
+    from parley.generator.adapters.llm_factory import register_cache_metrics  # noqa: PLC0415
+
+    reader = InMemoryMetricReader()
+    cache = ResponseCache(max_size=8, ttl_s=60)
+    register_cache_metrics(cache, MeterProvider(metric_readers=[reader]).get_meter("test"))
+    key = ResponseCache.key("where is my order?")
+    assert cache.get(key) is None
+    cache.put(key, "On its way.")
+    assert cache.get(key) == "On its way."
+    assert cache.get(ResponseCache.key("Where is my order")) == "On its way."  # normalised: a hit
+
+    def values() -> dict[str, float]:
+        data = reader.get_metrics_data()
+        return {
+            metric.name: metric.data.data_points[0].value
+            for resource in data.resource_metrics
+            for scope in resource.scope_metrics
+            for metric in scope.metrics
+        }
+
+    seen = values()
+    assert seen["parley.generator.cache.hits"] == 2 and seen["parley.generator.cache.misses"] == 1
+    assert seen["parley.generator.cache.hit_rate"] == pytest.approx(2 / 3)
+    assert seen["parley.generator.cache.size"] == 1

@@ -1,4 +1,4 @@
-"""OpenTelemetry setup and context propagation through event headers.
+"""OpenTelemetry setup (traces and metrics) and context propagation through event headers.
 
 One trace spans gateway -> Kafka -> each stage -> PostgreSQL: gRPC and asyncpg are instrumented, and the
 bus injects/extracts W3C trace context into the headers of every event.
@@ -51,6 +51,31 @@ def setup_tracing(
         AsyncPGInstrumentor().instrument()
         _instrumented = True
     return provider
+
+
+def setup_metrics(service: str, settings: TelemetrySettings | None = None) -> None:
+    """Install a meter provider for ``service`` once per process: metrics go where the traces go (OTLP to
+    ``OTEL_EXPORTER_OTLP_ENDPOINT``, or the console); with ``none`` instruments cost nothing."""
+    from opentelemetry import metrics  # noqa: PLC0415
+    from opentelemetry.sdk.metrics import MeterProvider  # noqa: PLC0415
+    from opentelemetry.sdk.metrics.export import (  # noqa: PLC0415
+        ConsoleMetricExporter,
+        MetricReader,
+        PeriodicExportingMetricReader,
+    )
+
+    settings = settings or TelemetrySettings()
+    if isinstance(metrics.get_meter_provider(), MeterProvider) or settings.exporter == "none":
+        return
+    readers: list[MetricReader] = []
+    if settings.exporter == "otlp":
+        from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter  # noqa: PLC0415
+
+        readers.append(PeriodicExportingMetricReader(OTLPMetricExporter()))
+    else:
+        readers.append(PeriodicExportingMetricReader(ConsoleMetricExporter()))
+    resource = Resource.create({SERVICE_NAME: service})
+    metrics.set_meter_provider(MeterProvider(resource=resource, metric_readers=readers))
 
 
 def inject_headers() -> list[tuple[str, bytes]]:

@@ -10,7 +10,7 @@ from parley.core.grpc import ServiceRegistration
 from parley.core.lifecycle import serve_service
 from parley.core.logging import configure_logging, get_logger
 from parley.core.project import Project, load_project
-from parley.core.telemetry import setup_tracing
+from parley.core.telemetry import setup_metrics, setup_tracing
 from parley.core.tools import ToolRegistry
 from parley.generator.adapters.grpc import GeneratorServicer
 from parley.generator.adapters.llm_factory import LlmStack, build_llm
@@ -104,6 +104,7 @@ async def serve(settings: GeneratorSettings | None = None) -> None:
     settings = settings or GeneratorSettings()
     configure_logging(settings.log, service="generator")
     setup_tracing("generator", settings.telemetry)
+    setup_metrics("generator", settings.telemetry)
     from parley.core.bus.kafka import KafkaBus  # noqa: PLC0415 - the distributed wiring only
 
     bus = KafkaBus(settings.kafka)

@@ -9,7 +9,7 @@ printed by ``repr`` or logs); a provider may instead name the environment variab
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -121,6 +121,37 @@ class LlmSettings(BaseModel):
     max_tool_rounds: int = Field(default=3, ge=1)
 
 
+def register_cache_metrics(cache: ResponseCache, meter: Any | None = None) -> None:
+    """Export the response cache's hits, misses, size and hit rate as OpenTelemetry instruments
+    (``parley.generator.cache.*``), read from its counters at each collection."""
+    from opentelemetry import metrics  # noqa: PLC0415
+    from opentelemetry.metrics import CallbackOptions, Observation  # noqa: PLC0415
+
+    meter = meter or metrics.get_meter("parley.generator")
+
+    def observe(value: Callable[[], float]) -> Callable[[CallbackOptions], list[Observation]]:
+        return lambda _options: [Observation(value())]
+
+    meter.create_observable_counter(
+        "parley.generator.cache.hits", [observe(lambda: cache.stats.hits)], unit="1", description="cache hits"
+    )
+    meter.create_observable_counter(
+        "parley.generator.cache.misses",
+        [observe(lambda: cache.stats.misses)],
+        unit="1",
+        description="cache lookups that found nothing",
+    )
+    meter.create_observable_gauge(
+        "parley.generator.cache.hit_rate",
+        [observe(lambda: cache.stats.hit_rate)],
+        unit="1",
+        description="hits over lookups since start",
+    )
+    meter.create_observable_gauge(
+        "parley.generator.cache.size", [observe(lambda: cache.stats.size)], unit="1", description="entries"
+    )
+
+
 def build_provider(config: ProviderConfig) -> LlmProvider:
     """One provider from its configuration (nothing is loaded or connected yet)."""
     if config.kind == "openai":
@@ -213,6 +244,8 @@ def build_llm(
         if settings.cache_enabled
         else None
     )
+    if cache is not None:
+        register_cache_metrics(cache)
     responder = LlmResponder(
         chain,
         prompts=prompts,
