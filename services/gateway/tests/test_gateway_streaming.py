@@ -395,3 +395,39 @@ async def test_the_web_chat_page_streams_replies_over_sse(client: httpx.AsyncCli
     for event in ("typing", "chunk", "reply", "pending", "error"):
         assert f'event.type === "{event}"' in page
     assert "addQuickReplies(event.reply.quick_replies)" in page
+
+
+# --- gRPC Converse --------------------------------------------------------------------------------------
+
+
+async def test_grpc_converse_streams_typing_each_chunk_and_the_final_reply() -> None:
+    import grpc  # noqa: PLC0415
+
+    from parley.gateway.v1 import gateway_pb2, gateway_pb2_grpc  # noqa: PLC0415
+
+    async with live_gateway(make_settings(), gated=True) as live:
+        assistant = live.assistant
+        assert isinstance(assistant, ChunkingAssistant)
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{live.server.grpc_port}") as channel:
+            call = gateway_pb2_grpc.GatewayServiceStub(channel).Converse()
+            await call.write(gateway_pb2.ConverseRequest(text="hi", stream=True))
+            typing = await asyncio.wait_for(call.read(), 5)
+            assert typing.typing and typing.conversation_id and not typing.final
+            for index, text in enumerate(assistant.chunks):
+                assistant.permits.put_nowait(None)  # release exactly one chunk...
+                piece = await asyncio.wait_for(call.read(), 5)  # ...and it arrives before the next exists
+                assert (piece.chunk.index, piece.chunk.text) == (index, text)
+                assert assistant.published == list(range(index + 1))
+            assistant.permits.put_nowait(None)
+            final = await asyncio.wait_for(call.read(), 5)
+            assert final.final and final.reply.text == "Hello, world!" and not final.pending
+            assert final.turn_id == typing.turn_id
+            # an unstreamed request on the same call continues the conversation with one response
+            for _ in range(len(assistant.chunks) + 1):
+                assistant.permits.put_nowait(None)
+            await call.write(gateway_pb2.ConverseRequest(text="again"))
+            whole = await asyncio.wait_for(call.read(), 5)
+            assert whole.final and whole.reply.text == "Hello, world!" and not whole.HasField("chunk")
+            assert whole.conversation_id == typing.conversation_id
+            await call.done_writing()
+            assert await call.read() == grpc.aio.EOF

@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator
 
 import grpc
 
-from parley.gateway.domain import ChatService, Principal, SendResult
+from parley.gateway.domain import ChatService, Chunk, Pending, Principal, Replied, SendResult, Typing
 from parley.gateway.domain.auth import Authenticator, Credentials
 from parley.gateway.domain.ratelimit import RateLimitedError
 from parley.gateway.v1 import gateway_pb2, gateway_pb2_grpc
@@ -92,18 +92,46 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
     ) -> AsyncIterator[gateway_pb2.ConverseResponse]:
         """Each request gets one response, in order; an empty conversation id continues the stream's one.
 
+        A request with ``stream`` set gets a typing response, the reply's chunks as they are generated and
+        a final response with the reply (or ``pending``); otherwise one final response.
         Every message is authenticated (cheap: the key is cached) and spends one request of the rate limit.
         """
         current: str | None = None
         async for request in request_iterator:
             who = await self._principal(context, request.user_id)
+            if request.stream:
+                async for response in self._streamed(who, request.conversation_id or current, request.text):
+                    current = response.conversation_id
+                    yield response
+                continue
             result: SendResult = await self._chat.send(
                 who.tenant_id, who.user_id, request.conversation_id or current, request.text
             )
             current = result.conversation_id
             response = gateway_pb2.ConverseResponse(
-                conversation_id=result.conversation_id, turn_id=result.turn_id
+                conversation_id=result.conversation_id,
+                turn_id=result.turn_id,
+                final=True,
+                pending=result.reply is None,
             )
             if result.reply is not None:
                 response.reply.CopyFrom(result.reply)
             yield response
+
+    async def _streamed(
+        self, who: Principal, conversation_id: str | None, text: str
+    ) -> AsyncIterator[gateway_pb2.ConverseResponse]:
+        ids: dict[str, str] = {}
+        async for event in self._chat.stream(who.tenant_id, who.user_id, conversation_id, text):
+            if isinstance(event, Chunk):
+                yield gateway_pb2.ConverseResponse(
+                    **ids, chunk=gateway_pb2.ReplyPiece(index=event.index, text=event.text)
+                )
+                continue
+            ids = {"conversation_id": event.conversation_id, "turn_id": event.turn_id}
+            if isinstance(event, Typing):
+                yield gateway_pb2.ConverseResponse(**ids, typing=True)
+            elif isinstance(event, Replied):
+                yield gateway_pb2.ConverseResponse(**ids, final=True, reply=event.reply)
+            elif isinstance(event, Pending):
+                yield gateway_pb2.ConverseResponse(**ids, final=True, pending=True)
