@@ -14,7 +14,7 @@ PROTO_OUT := libs/proto/src
 PROTO_FILES := $(shell find $(PROTO_SRC) -name '*.proto')
 PROTO_STAMP := $(PROTO_OUT)/.generated
 
-.PHONY: help setup proto run test test-unit test-integration test-e2e lint fmt bench infra-up infra-down \
+.PHONY: help setup chromium proto run test test-unit test-integration test-e2e lint fmt bench infra-up infra-down \
         stack-up stack-down helm-lint images clean
 
 help: ## list the targets
@@ -41,6 +41,19 @@ $(PROTO_STAMP): $(VENV)/.synced $(PROTO_FILES)
 		--mypy_out=quiet:$(PROTO_OUT) --mypy_grpc_out=quiet:$(PROTO_OUT) $(PROTO_FILES)
 	@touch $@
 
+# The web chat's browser test (tests/e2e/test_web_chat_browser.py) drives the system Chromium through
+# Playwright, which never downloads a browser. The test targets install it with apt-get when missing (Debian/Ubuntu; as root,
+# else through sudo); elsewhere, or when apt-get fails, setup goes on and says so: the browser test then
+# skips, and fails under CI=true.
+chromium:
+	@if command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; then :; \
+	elif command -v apt-get >/dev/null 2>&1; then \
+		echo "==> installing Chromium (apt-get) for the browser test"; \
+		SUDO=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
+		{ $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium; } \
+			|| echo "==> could not install Chromium: the browser test will be skipped (failed under CI)"; \
+	else echo "==> no Chromium and no apt-get: install Chromium to run the browser test"; fi
+
 setup: $(PROTO_STAMP) ## install everything (uv, virtualenv, packages, generated code)
 
 proto: ## regenerate the protobuf/gRPC code
@@ -50,7 +63,7 @@ proto: ## regenerate the protobuf/gRPC code
 run: setup ## chat with the example assistant: all services in one process on http://127.0.0.1:8080
 	@$(RUN) parley run --project examples/order-support
 
-test: setup ## every test tier: lint, unit, integration (real Kafka + PostgreSQL), e2e
+test: setup chromium ## every test tier: lint, unit, integration (real Kafka + PostgreSQL), e2e
 	@$(MAKE) --no-print-directory lint
 	@$(RUN) python -m pytest libs services tests
 
@@ -60,7 +73,7 @@ test-unit: setup ## unit tests only (no servers)
 test-integration: setup ## integration tests (real Kafka + PostgreSQL)
 	@$(RUN) python -m pytest libs services -m integration
 
-test-e2e: setup ## every service as a separate process over real Kafka + PostgreSQL
+test-e2e: setup chromium ## every service as a separate process over real Kafka + PostgreSQL
 	@$(RUN) python -m pytest tests/e2e
 
 lint: setup ## ruff lint + format check, generated-code drift check

@@ -32,6 +32,7 @@ class FakeConversations:
     def __init__(self) -> None:
         self.conversations: dict[str, ctx.Conversation] = {}
         self.messages: dict[str, list[common_pb2.ChatMessage]] = {}
+        self.feedback: list[ctx.Feedback] = []
         self.calls = 0
 
     async def create_conversation(
@@ -69,6 +70,37 @@ class FakeConversations:
             messages=page,
             next_page_token=str(start + page_size) if more else "",
         )
+
+    async def record_feedback(
+        self,
+        conversation_id: str,
+        tenant_id: str,
+        user_id: str,
+        *,
+        rating: int = 0,
+        resolved: bool | None = None,
+        comment: str = "",
+        turn_id: str = "",
+    ) -> ctx.Feedback:
+        self.calls += 1
+        conversation = self.conversations.get(conversation_id)
+        if conversation is None or (conversation.principal.tenant_id, conversation.principal.user_id) != (
+            tenant_id,
+            user_id,
+        ):
+            raise NotFoundError(f"conversation {conversation_id} not found")
+        feedback = ctx.Feedback(
+            feedback_id=str(uuid.uuid4()),
+            conversation_id=conversation_id,
+            turn_id=turn_id,
+            rating=rating,
+            comment=comment,
+            created_at=now_timestamp(),
+        )
+        if resolved is not None:
+            feedback.resolved = resolved
+        self.feedback.append(feedback)
+        return feedback
 
     def add_message(self, conversation_id: str, turn_id: str, role: int, text: str) -> None:
         self.messages[conversation_id].append(

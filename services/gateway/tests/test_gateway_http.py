@@ -290,7 +290,11 @@ async def test_the_web_chat_page_is_served_at_the_root(client: httpx.AsyncClient
     assert "sessionStorage" in page
     assert "/v1/messages" in page
     assert "quick_replies" in page
-    assert "<script src=" not in page and "http://" not in page and "https://" not in page  # no CDN
+    assert "/feedback" in page and 'data-testid="message-input"' in page
+    assert '"noopener noreferrer"' in page and "innerHTML =" not in page
+    # No CDN: nothing is fetched from elsewhere (the SVG namespace is a name, not a download).
+    own = page.replace('"http://www.w3.org/2000/svg"', "")
+    assert "<script src=" not in page and "http://" not in own and "https://" not in own
 
 
 async def test_the_openapi_document_describes_the_api(client: httpx.AsyncClient) -> None:

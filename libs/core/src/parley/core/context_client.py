@@ -89,3 +89,29 @@ class ContextClient:
     async def preferences(self, tenant_id: str, user_id: str) -> dict[str, Any]:
         """The user's preferences (``{"prefers_brief": true}``, ...); empty when none are stored."""
         return from_struct((await self.get_profile(tenant_id, user_id)).preferences)
+
+    async def record_feedback(
+        self,
+        conversation_id: str,
+        tenant_id: str,
+        user_id: str,
+        *,
+        rating: int = 0,
+        resolved: bool | None = None,
+        comment: str = "",
+        turn_id: str = "",
+    ) -> ctx.Feedback:
+        """Store a user's feedback on their conversation (or one turn of it); ``rating`` 0 means none.
+
+        Raises :class:`~parley.core.errors.NotFoundError` when the conversation is not the principal's.
+        """
+        feedback = ctx.Feedback(
+            conversation_id=conversation_id, turn_id=turn_id, rating=rating, comment=comment
+        )
+        if resolved is not None:
+            feedback.resolved = resolved
+        request = ctx.RecordFeedbackRequest(
+            principal=common_pb2.Principal(tenant_id=tenant_id, user_id=user_id), feedback=feedback
+        )
+        response: ctx.RecordFeedbackResponse = await self._remote.call("RecordFeedback", request)
+        return response.feedback

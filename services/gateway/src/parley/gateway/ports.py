@@ -36,6 +36,24 @@ class Conversations(Protocol):
         """
         ...
 
+    async def record_feedback(
+        self,
+        conversation_id: str,
+        tenant_id: str,
+        user_id: str,
+        *,
+        rating: int = 0,
+        resolved: bool | None = None,
+        comment: str = "",
+        turn_id: str = "",
+    ) -> ctx.Feedback:
+        """Store the principal's feedback on their conversation (``rating`` 0 = not given).
+
+        Raises :class:`~parley.core.errors.NotFoundError` when the conversation does not exist or belongs
+        to another principal.
+        """
+        ...
+
 
 class Publisher(Protocol):
     """Where accepted user messages go (the event bus)."""

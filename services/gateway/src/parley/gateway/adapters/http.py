@@ -616,6 +616,7 @@ def create_http_app(
         return History(messages=messages, next_page_token=response.next_page_token or None)
 
     # Imported here: these modules build on this one (PrincipalDep, the models, the error helpers).
+    from parley.gateway.adapters.feedback_api import feedback_router  # noqa: PLC0415
     from parley.gateway.adapters.openai_api import openai_router  # noqa: PLC0415
     from parley.gateway.adapters.rasa_api import rasa_router  # noqa: PLC0415
     from parley.gateway.adapters.streaming import streaming_router  # noqa: PLC0415
@@ -623,4 +624,5 @@ def create_http_app(
     app.include_router(streaming_router(chat, max_frame_bytes=settings.max_body_bytes))
     app.include_router(openai_router(chat, settings.project_dir, reply_timeout_s=settings.reply_timeout_s))
     app.include_router(rasa_router(chat))
+    app.include_router(feedback_router(conversations))
     return app

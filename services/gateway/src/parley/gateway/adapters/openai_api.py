@@ -41,8 +41,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from parley.core.errors import ParleyError
 from parley.core.logging import get_logger
-from parley.gateway.adapters.http import PrincipalDep, describe_validation_errors
-from parley.gateway.adapters.streaming import SSE_HEADERS, client_error, first_then_rest
+from parley.gateway.adapters.http import ErrorBody, PrincipalDep, describe_validation_errors
+from parley.gateway.adapters.streaming import SSE_HEADERS, client_error, first_then_rest, sse_event_schema
 from parley.gateway.domain import Chunk, Pending, Replied, StreamEvent, Typing
 from parley.gateway.domain.chat import ChatService
 
@@ -61,6 +61,74 @@ _ERROR_TYPES = {
 
 
 # ---------------------------------------------------------------------------------------------- errors
+
+
+class OpenAIErrorDetail(BaseModel):
+    """OpenAI's error object."""
+
+    message: str
+    type: str = Field(description="`invalid_request_error`, `authentication_error`, `server_error`, ...")
+    param: str | None = Field(description="the request parameter at fault, when one is")
+    code: str | None = Field(description="e.g. `model_not_found`, `unsupported_value`, `reply_pending`")
+
+
+class OpenAIErrorBody(BaseModel):
+    """Body of this API's error responses (OpenAI's shape)."""
+
+    error: OpenAIErrorDetail
+
+
+def _openai_errors(*statuses: tuple[int, str]) -> dict[int | str, dict[str, Any]]:
+    errors: dict[int | str, dict[str, Any]] = {
+        status: {"model": OpenAIErrorBody, "description": description} for status, description in statuses
+    }
+    errors.update(
+        {
+            HTTPStatus.UNAUTHORIZED: {
+                "model": OpenAIErrorBody,
+                "description": "no, unknown or revoked API key, or an invalid/expired user token",
+            },
+            HTTPStatus.FORBIDDEN: {
+                "model": OpenAIErrorBody,
+                "description": "the credentials do not match each other",
+            },
+            HTTPStatus.REQUEST_ENTITY_TOO_LARGE: {
+                "model": ErrorBody,
+                "description": "request body too large (the gateway's own error shape)",
+            },
+            HTTPStatus.TOO_MANY_REQUESTS: {
+                "model": OpenAIErrorBody,
+                "description": "the API key's rate limit is spent; retry after `Retry-After` seconds",
+            },
+            HTTPStatus.SERVICE_UNAVAILABLE: {
+                "model": OpenAIErrorBody,
+                "description": "a dependency is unavailable",
+            },
+        }
+    )
+    return errors
+
+
+_MODELS_RESPONSES = _openai_errors((HTTPStatus.BAD_REQUEST, "invalid identity headers"))
+_COMPLETIONS_RESPONSES: dict[int | str, dict[str, Any]] = {
+    HTTPStatus.OK: {
+        "description": "the completion (JSON), or with `stream: true` its chunks as Server-Sent Events "
+        "(`data: {chat.completion.chunk}` lines, then `data: [DONE]`)",
+        "content": {
+            "application/json": {"schema": {"type": "object"}},
+            "text/event-stream": {
+                "schema": sse_event_schema(
+                    None, "a `chat.completion.chunk` as JSON, or `[DONE]`", json_data=False
+                )
+            },
+        },
+    },
+    **_openai_errors(
+        (HTTPStatus.BAD_REQUEST, "invalid or unsupported request"),
+        (HTTPStatus.NOT_FOUND, "no such model or conversation (or not yours)"),
+        (HTTPStatus.GATEWAY_TIMEOUT, "no reply in time (`reply_pending`); the reply will be in the history"),
+    ),
+}
 
 
 class OpenAIError(Exception):
@@ -339,13 +407,13 @@ def openai_router(chat: ChatService, project_dir: Path, *, reply_timeout_s: floa
             model_ids.append(await asyncio.to_thread(project_model_id, project_dir))
         return model_ids
 
-    @router.get("/v1/models")
+    @router.get("/v1/models", responses=_MODELS_RESPONSES)
     async def list_models(who: PrincipalDep) -> dict[str, Any]:
         """The assistant projects served here, as OpenAI models (one per project, named after it)."""
         data = [{"id": m, "object": "model", "created": 0, "owned_by": MODEL_OWNER} for m in await models()]
         return {"object": "list", "data": data}
 
-    @router.post("/v1/chat/completions", response_model=None)
+    @router.post("/v1/chat/completions", response_model=None, responses=_COMPLETIONS_RESPONSES)
     async def chat_completions(
         body: ChatCompletionRequest,
         who: PrincipalDep,

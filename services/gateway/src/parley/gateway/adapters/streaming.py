@@ -4,7 +4,7 @@ Both faces send the same event objects, each a JSON object whose ``type`` names 
 
 - ``typing`` ``{conversation_id, turn_id}``: the message was accepted, the assistant is working on it;
 - ``chunk`` ``{index, text}``: the next piece of the reply, in order (none for template replies);
-- ``reply`` ``{conversation_id, turn_id, reply: {text, quick_replies}}``: the whole reply; it is
+- ``reply`` ``{conversation_id, turn_id, reply: {text, quick_replies, links}}``: the whole reply; it is
   authoritative, so a client replaces the text it built from chunks with ``reply.text``;
 - ``pending`` ``{conversation_id, turn_id, status: "pending"}``: nothing came within the reply timeout;
   the reply will be in the conversation's history;
@@ -188,15 +188,56 @@ def _query_identity(websocket: WebSocket) -> None:
         websocket.__dict__.pop("_headers", None)  # Starlette caches the parsed headers
 
 
+def sse_event_schema(names: list[str] | None, data: str, *, json_data: bool = True) -> dict[str, Any]:
+    """OpenAPI (3.1) schema of ONE Server-Sent Event of a ``text/event-stream`` response.
+
+    Before OpenAPI 3.2's ``itemSchema``, a stream's ``schema`` describes each event: its ``event`` name
+    and its ``data`` line, a JSON text.
+    """
+    event: dict[str, Any] = {"type": "string"}
+    if names is not None:
+        event["enum"] = names
+    return {
+        "type": "object",
+        "required": ["data"],
+        "properties": {
+            "event": event,
+            "data": {
+                "type": "string",
+                **({"contentMediaType": "application/json"} if json_data else {}),
+                "description": data,
+            },
+            "id": {"type": "string"},
+            "retry": {"type": "integer"},
+        },
+    }
+
+
 _STREAM_RESPONSES: dict[int | str, dict[str, Any]] = {
     HTTPStatus.OK: {
-        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+        "content": {
+            "text/event-stream": {
+                "schema": sse_event_schema(
+                    ["typing", "chunk", "reply", "pending", "error"],
+                    "the event as a JSON object whose `type` is the event name",
+                )
+            }
+        },
         "description": "events `typing`, `chunk`..., then `reply` or `pending` (or `error`)",
     },
     HTTPStatus.BAD_REQUEST: {"model": ErrorBody, "description": "invalid JSON"},
+    HTTPStatus.UNAUTHORIZED: {
+        "model": ErrorBody,
+        "description": "no, unknown or revoked API key, or an invalid/expired user token",
+    },
+    HTTPStatus.FORBIDDEN: {"model": ErrorBody, "description": "the credentials do not match each other"},
     HTTPStatus.NOT_FOUND: {"model": ErrorBody, "description": "no such conversation (or not yours)"},
     HTTPStatus.REQUEST_ENTITY_TOO_LARGE: {"model": ErrorBody, "description": "request body too large"},
     HTTPStatus.UNPROCESSABLE_ENTITY: {"model": ErrorBody, "description": "invalid input"},
+    HTTPStatus.TOO_MANY_REQUESTS: {
+        "model": ErrorBody,
+        "description": "the API key's rate limit is spent; retry after `Retry-After` seconds",
+    },
     HTTPStatus.SERVICE_UNAVAILABLE: {"model": ErrorBody, "description": "a dependency is unavailable"},
 }
 

@@ -1,0 +1,130 @@
+"""Feedback on a conversation: ``POST /v1/conversations/{conversation_id}/feedback``.
+
+End users rate a reply or a whole conversation (satisfaction 1 to 5, whether their problem was resolved,
+a short comment). The gateway validates the request and stores it through the context service's
+``RecordFeedback``, which checks in the same statement that the conversation is the principal's: another
+tenant's or user's conversation is ``404``, exactly like one that does not exist.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from http import HTTPStatus
+from typing import Any, Self
+
+from fastapi import APIRouter
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from parley.gateway.adapters.http import ErrorBody, PrincipalDep
+from parley.gateway.domain import check_conversation_id
+from parley.gateway.ports import Conversations
+
+#: The context service stores at most this many characters of comment.
+MAX_COMMENT_CHARS = 2000
+
+
+class FeedbackIn(BaseModel):
+    """What the user thinks of a reply (``turn_id``) or of the whole conversation."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    satisfaction: int | None = Field(
+        default=None, ge=1, le=5, strict=True, description="1 (very unhappy) to 5 (very happy)"
+    )
+    resolved: bool | None = Field(
+        default=None, strict=True, description="whether the user's problem was solved"
+    )
+    comment: str | None = Field(
+        default=None,
+        max_length=MAX_COMMENT_CHARS,
+        description=f"free text, at most {MAX_COMMENT_CHARS} characters; surrounding whitespace is dropped",
+    )
+    turn_id: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9._@-]+$",
+        description="the turn (reply) the feedback is about, from the reply's `turn_id`; absent means "
+        "the whole conversation",
+    )
+
+    @field_validator("comment")
+    @classmethod
+    def _storable_comment(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if "\x00" in value:
+            raise ValueError("must not contain NUL characters")
+        return value.strip()
+
+    @model_validator(mode="after")
+    def _says_something(self) -> Self:
+        if self.satisfaction is None and self.resolved is None and not self.comment:
+            raise ValueError("feedback needs at least one of satisfaction, resolved or a non-empty comment")
+        return self
+
+
+class FeedbackRecorded(BaseModel):
+    """The stored feedback."""
+
+    feedback_id: str = Field(description="id the system of record gave the feedback")
+    conversation_id: str
+    turn_id: str | None = Field(description="the turn it is about; null for the whole conversation")
+    satisfaction: int | None
+    resolved: bool | None
+    comment: str
+    created_at: datetime
+
+
+_RESPONSES: dict[int | str, dict[str, Any]] = {
+    HTTPStatus.BAD_REQUEST: {"model": ErrorBody, "description": "invalid JSON"},
+    HTTPStatus.UNAUTHORIZED: {
+        "model": ErrorBody,
+        "description": "no, unknown or revoked API key, or an invalid/expired user token",
+    },
+    HTTPStatus.FORBIDDEN: {"model": ErrorBody, "description": "the credentials do not match each other"},
+    HTTPStatus.NOT_FOUND: {"model": ErrorBody, "description": "no such conversation (or not yours)"},
+    HTTPStatus.REQUEST_ENTITY_TOO_LARGE: {"model": ErrorBody, "description": "request body too large"},
+    HTTPStatus.UNPROCESSABLE_ENTITY: {"model": ErrorBody, "description": "invalid feedback"},
+    HTTPStatus.TOO_MANY_REQUESTS: {
+        "model": ErrorBody,
+        "description": "the API key's rate limit is spent; retry after `Retry-After` seconds",
+    },
+    HTTPStatus.SERVICE_UNAVAILABLE: {"model": ErrorBody, "description": "a dependency is unavailable"},
+}
+
+
+def feedback_router(conversations: Conversations) -> APIRouter:
+    """The feedback endpoint, storing through ``conversations`` (the context service)."""
+    router = APIRouter(tags=["feedback"])
+
+    @router.post(
+        "/v1/conversations/{conversation_id}/feedback",
+        status_code=HTTPStatus.CREATED,
+        response_model=FeedbackRecorded,
+        responses=_RESPONSES,
+    )
+    async def record_feedback(conversation_id: str, body: FeedbackIn, who: PrincipalDep) -> FeedbackRecorded:
+        """Rate a reply (with `turn_id`) or the whole conversation; each call stores one feedback."""
+        stored = await conversations.record_feedback(
+            check_conversation_id(conversation_id),
+            who.tenant_id,
+            who.user_id,
+            rating=body.satisfaction or 0,
+            resolved=body.resolved,
+            comment=body.comment or "",
+            turn_id=body.turn_id or "",
+        )
+        return FeedbackRecorded(
+            feedback_id=stored.feedback_id,
+            conversation_id=stored.conversation_id,
+            turn_id=stored.turn_id or None,
+            satisfaction=stored.rating or None,
+            resolved=stored.resolved if stored.HasField("resolved") else None,
+            comment=stored.comment,
+            created_at=stored.created_at.ToDatetime(tzinfo=UTC)
+            if stored.HasField("created_at")
+            else datetime.now(UTC),
+        )
+
+    return router
