@@ -86,11 +86,18 @@ def test_default_values_request_no_gpu_and_wire_the_services(helm):
     assert _env(deployments["dialog"])["PARLEY_CONTEXT_ADDRESS"] == "parley-context:50054"
     assert _env(deployments["gateway"])["PARLEY_CONTEXT_ADDRESS"] == "parley-context:50054"
     assert _container(deployments["gateway"])["readinessProbe"]["httpGet"]["path"] == "/readyz"
-    # The database URL only ever comes from a Secret, and only the context service gets it.
-    assert _env(deployments["context"])["PARLEY_DATABASE_URL"] == {
-        "secretKeyRef": {"name": "parley-db", "key": "database-url"}
-    }
-    assert all("PARLEY_DATABASE_URL" not in _env(d) for n, d in deployments.items() if n != "context")
+    # The database URL only ever comes from a Secret, and only the context service (its data) and the
+    # gateway (its API keys) get it.
+    for name in ("context", "gateway"):
+        assert _env(deployments[name])["PARLEY_DATABASE_URL"] == {
+            "secretKeyRef": {"name": "parley-db", "key": "database-url"}
+        }
+    others = [d for n, d in deployments.items() if n not in ("context", "gateway")]
+    assert all("PARLEY_DATABASE_URL" not in _env(d) for d in others)
+    gateway = _env(deployments["gateway"])
+    assert gateway["PARLEY_GATEWAY_AUTH"] == "api_key"  # a deployed gateway asks for keys by default
+    limits = (gateway["PARLEY_GATEWAY_RATE_LIMIT_PER_S"], gateway["PARLEY_GATEWAY_RATE_LIMIT_BURST"])
+    assert limits == ("20", "40")
     (config,) = [m for m in manifests if m["kind"] == "ConfigMap"]
     assert config["data"]["PARLEY_KAFKA_BOOTSTRAP"] == "kafka:9092"
     assert config["data"]["PARLEY_KAFKA_TOPIC_PREFIX"] == "parley."
@@ -123,3 +130,19 @@ def test_an_invalid_manifest_fails_with_the_object_and_field(helm, tmp_path):
 def test_missing_database_secret_is_a_clear_error(helm):
     with pytest.raises(HelmError, match=r"context\.database\.existingSecret is required"):
         render_manifests(UMBRELLA, None, helm=helm)
+
+
+def test_gateway_auth_values_render_and_a_wrong_mode_is_a_clear_error(helm, tmp_path):
+    base = yaml.safe_load((UMBRELLA / "ci" / "default-values.yaml").read_text())
+    base.setdefault("gateway", {})
+    base["gateway"]["auth"] = {"mode": "none"}
+    base["gateway"]["corsOrigins"] = ["https://shop.example.com", "https://admin.example.com"]
+    values = tmp_path / "open.yaml"
+    values.write_text(yaml.safe_dump(base))
+    gateway = _env(_deployments(render_manifests(UMBRELLA, values, helm=helm))["gateway"])
+    assert gateway["PARLEY_GATEWAY_AUTH"] == "none" and "PARLEY_DATABASE_URL" not in gateway
+    assert gateway["PARLEY_GATEWAY_CORS_ORIGINS"] == "https://shop.example.com,https://admin.example.com"
+    base["gateway"]["auth"] = {"mode": "magic"}
+    values.write_text(yaml.safe_dump(base))
+    with pytest.raises(HelmError, match=r"gateway\.auth\.mode must be api_key or none"):
+        render_manifests(UMBRELLA, values, helm=helm)
