@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 from websockets.asyncio.client import connect
-from websockets.exceptions import InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from parley.core.errors import NotFoundError
 from parley.core.events import Topic, derive_event, new_event
@@ -431,3 +431,70 @@ async def test_grpc_converse_streams_typing_each_chunk_and_the_final_reply() -> 
             assert whole.conversation_id == typing.conversation_id
             await call.done_writing()
             assert await call.read() == grpc.aio.EOF
+
+
+async def test_each_websocket_frame_spends_the_keys_rate_limit_and_a_revoked_key_ends_the_socket() -> None:
+    from parley.core.bus import InMemoryBus  # noqa: PLC0415
+    from parley.gateway.app import GatewayServer  # noqa: PLC0415
+
+    from .conftest import FakeAssistant  # noqa: PLC0415
+    from .test_gateway_auth_domain import MemoryKeyStore  # noqa: PLC0415
+
+    keys = MemoryKeyStore()
+    key = keys.add("acme")
+    bus, conversations = InMemoryBus(), FakeConversations()
+    bus.subscribe(FakeAssistant(conversations).subscription())
+    settings = make_settings(
+        auth="api_key", rate_limit_per_s=0.01, rate_limit_burst=2, api_key_cache_ttl_s=0.05
+    )
+    server = GatewayServer(settings, bus, conversations, keys=keys)
+    await server.start()
+    try:
+        url = f"ws://127.0.0.1:{server.http_port}/v1/ws"
+        async with connect(url, additional_headers={"X-API-Key": key}) as socket:  # token 1: handshake
+            kinds = []
+            for text in ("one", "two", "three"):  # the first frame rides on the handshake's token
+                await socket.send(json.dumps({"text": text}))
+                while (event := json.loads(await asyncio.wait_for(socket.recv(), 5)))["type"] == "typing":
+                    pass
+                kinds.append(event["type"])
+            assert kinds == ["reply", "reply", "error"]
+            assert event["error"]["code"] == "rate_limited" and event["retry_after_s"] >= 1
+            # the socket is still open: a client may wait and go on
+            keys.revoke(key)
+            await asyncio.sleep(0.1)  # past the key cache's TTL
+            await socket.send(json.dumps({"text": "four"}))
+            gone = json.loads(await asyncio.wait_for(socket.recv(), 5))
+            assert gone["type"] == "error" and gone["error"]["code"] == "unauthenticated"
+            with pytest.raises(ConnectionClosed):  # and the socket is closed
+                await asyncio.wait_for(socket.recv(), 5)
+    finally:
+        await server.stop()
+
+
+async def test_a_quiet_sse_stream_gets_keepalive_comments_and_loses_no_event() -> None:
+    async with (
+        live_gateway(make_settings(sse_keepalive_s=0.05), gated=True) as live,
+        httpx.AsyncClient(base_url=live.base_url, timeout=5) as client,
+        client.stream("POST", "/v1/messages/stream", json={"text": "hi"}) as response,
+    ):
+        assistant = live.assistant
+        assert isinstance(assistant, ChunkingAssistant)
+        lines = response.aiter_lines()
+        seen: list[str] = []
+
+        async def read_until(prefix: str) -> None:
+            while not (line := await asyncio.wait_for(anext(lines), 5)).startswith(prefix):
+                seen.append(line)
+            seen.append(line)
+
+        await read_until("event: typing")
+        await asyncio.sleep(0.3)  # the generator is silent: comments keep the connection busy
+        await read_until(": keep-alive")
+        for _ in range(len(assistant.chunks) + 1):
+            assistant.permits.put_nowait(None)
+        await read_until("event: reply")
+        seen.append(await asyncio.wait_for(anext(lines), 5))  # its data line
+        data = [json.loads(line[6:]) for line in seen if line.startswith("data: ")]
+        assert [d["type"] for d in data] == ["typing", "chunk", "chunk", "chunk", "chunk", "reply"]
+        assert "".join(d["text"] for d in data if d["type"] == "chunk") == "Hello, world!"

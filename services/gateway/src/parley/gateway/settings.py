@@ -56,6 +56,9 @@ class GatewaySettings(ServiceSettings):
         default=15.0, gt=0, description="how long a request waits for its reply before answering 'pending'"
     )
     max_body_bytes: int = Field(default=64 * 1024, ge=1024, description="largest HTTP request body accepted")
+    sse_keepalive_s: float = Field(
+        default=15.0, gt=0, description="seconds between keep-alive comments on a quiet event stream"
+    )
     max_pending_turns: int = Field(
         default=10_000, ge=1, description="turns this replica may wait on at once before refusing new ones"
     )

@@ -621,7 +621,9 @@ def create_http_app(
     from parley.gateway.adapters.rasa_api import rasa_router  # noqa: PLC0415
     from parley.gateway.adapters.streaming import streaming_router  # noqa: PLC0415
 
-    app.include_router(streaming_router(chat, max_frame_bytes=settings.max_body_bytes))
+    app.include_router(
+        streaming_router(chat, max_frame_bytes=settings.max_body_bytes, keepalive_s=settings.sse_keepalive_s)
+    )
     app.include_router(openai_router(chat, settings.project_dir, reply_timeout_s=settings.reply_timeout_s))
     app.include_router(rasa_router(chat))
     app.include_router(feedback_router(conversations))

@@ -17,6 +17,7 @@ endpoints; on the WebSocket they are ``error`` events and the socket stays open.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator, Mapping
 from http import HTTPStatus
@@ -37,7 +38,9 @@ from parley.gateway.adapters.http import (
     describe_validation_errors,
     error_code,
 )
-from parley.gateway.domain import ChatService, Chunk, Pending, Replied, StreamEvent, Typing
+from parley.gateway.domain import ChatService, Chunk, Pending, Principal, Replied, StreamEvent, Typing
+from parley.gateway.domain.auth import Authenticator, Credentials
+from parley.gateway.domain.ratelimit import RateLimitedError
 from parley.generator.v1 import generator_pb2
 
 log = get_logger(__name__)
@@ -115,11 +118,37 @@ async def first_then_rest(
     return first, events
 
 
-async def _sse_body(first: StreamEvent, events: AsyncIterator[StreamEvent]) -> AsyncIterator[bytes]:
+#: A comment line every so often while nothing else is sent, so proxies and load balancers that close idle
+#: connections keep a slow turn's stream open (clients ignore comments).
+KEEPALIVE = b": keep-alive\n\n"
+
+
+async def _with_keepalive(events: AsyncIterator[StreamEvent], every_s: float) -> AsyncIterator[bytes]:
+    """``events`` as SSE frames, with a keep-alive comment after each ``every_s`` of silence. The pending
+    read is never cancelled by the wait, so no event is lost to a keep-alive."""
+    iterator = aiter(events)
+    while True:
+        pending = asyncio.ensure_future(anext(iterator))
+        try:
+            while not (await asyncio.wait({pending}, timeout=every_s))[0]:
+                yield KEEPALIVE
+        finally:
+            if not pending.done():
+                pending.cancel()
+        try:
+            event = pending.result()
+        except StopAsyncIteration:
+            return
+        yield sse(event_json(event))
+
+
+async def _sse_body(
+    first: StreamEvent, events: AsyncIterator[StreamEvent], keepalive_s: float
+) -> AsyncIterator[bytes]:
     try:
         yield sse(event_json(first))
-        async for event in events:
-            yield sse(event_json(event))
+        async for frame in _with_keepalive(events, keepalive_s):
+            yield frame
     except Exception as exc:  # after the 200 has gone out, an error can only be an event
         _, code, message = client_error(exc)
         yield sse(error_json(code, message))
@@ -129,10 +158,12 @@ async def _sse_body(first: StreamEvent, events: AsyncIterator[StreamEvent]) -> A
             await aclose()
 
 
-async def sse_response(events: AsyncIterator[StreamEvent]) -> StreamingResponse:
+async def sse_response(events: AsyncIterator[StreamEvent], keepalive_s: float = 15.0) -> StreamingResponse:
     """A ``text/event-stream`` of ``events``; what fails before the first event raises here instead."""
     first, rest = await first_then_rest(events)
-    return StreamingResponse(_sse_body(first, rest), media_type="text/event-stream", headers=SSE_HEADERS)
+    return StreamingResponse(
+        _sse_body(first, rest, keepalive_s), media_type="text/event-stream", headers=SSE_HEADERS
+    )
 
 
 class SocketMessage(BaseModel):
@@ -172,6 +203,25 @@ def _parse_frame(raw: str | bytes | None, max_bytes: int) -> SocketMessage | tup
     except ValidationError as exc:
         _, code, message = describe_validation_errors(exc.errors())
         return code, message
+
+
+async def _frame_principal(websocket: WebSocket) -> Principal:
+    """The socket's principal again, for one more frame: each frame is a request, so it spends one token
+    of the key's rate limit (the key itself is cached: no database round trip)."""
+    authenticator = getattr(websocket.app.state, "authenticator", None)
+    if not isinstance(authenticator, Authenticator):
+        raise RuntimeError("this app has no authenticator; build it with create_http_app")
+    headers = websocket.headers
+    authorization = headers.get("authorization", "")
+    scheme, _, value = authorization.partition(" ")
+    credentials = Credentials.collect(
+        bearer=value if scheme.lower() == "bearer" else None,
+        api_key=headers.get("x-api-key"),
+        user_token=headers.get("x-parley-user-token"),
+        tenant_id=headers.get("x-parley-tenant"),
+        user_id=headers.get("x-parley-user"),
+    )
+    return await authenticator.authenticate(credentials)
 
 
 def _query_identity(websocket: WebSocket) -> None:
@@ -242,7 +292,73 @@ _STREAM_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-def streaming_router(chat: ChatService, *, max_frame_bytes: int) -> APIRouter:
+async def _charge_frame(websocket: WebSocket) -> tuple[Principal | None, dict[str, Any] | None, bool]:
+    """(the principal, or the error event to send and whether to close the socket) for one more frame."""
+    try:
+        return await _frame_principal(websocket), None, False
+    except RateLimitedError as exc:
+        return None, {**error_json("rate_limited", str(exc)), "retry_after_s": exc.retry_after_s}, False
+    except ParleyError as exc:  # e.g. the key was revoked meanwhile
+        _, code, text = client_error(exc)
+        return None, error_json(code, text), True
+
+
+async def _serve_socket(
+    websocket: WebSocket, who: Principal, chat: ChatService, max_frame_bytes: int
+) -> None:
+    """One chat socket: frames in, each turn's events out, until the client or the key ends it."""
+    await websocket.accept()
+    current: str | None = None
+    handshake_paid = True
+
+    async def send(data: Mapping[str, Any]) -> None:
+        try:
+            await websocket.send_text(json.dumps(data, ensure_ascii=False))
+        except (WebSocketDisconnect, RuntimeError, OSError) as exc:
+            raise _Gone from exc
+
+    try:
+        while True:
+            message = await websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            raw = message.get("text")
+            frame = _parse_frame(raw if raw is not None else message.get("bytes"), max_frame_bytes)
+            if isinstance(frame, tuple):
+                await send(error_json(*frame))
+                continue
+            if handshake_paid:
+                handshake_paid = False  # the handshake spent the first frame's token
+            else:
+                fresh, problem, close = await _charge_frame(websocket)
+                if problem is not None:
+                    await send(problem)
+                    if close:
+                        return
+                    continue
+                assert fresh is not None
+                who = fresh
+            conversation_id = frame.conversation_id or current
+            events = chat.stream(
+                who.tenant_id, who.user_id, conversation_id, frame.text, frame.language or ""
+            )
+            try:
+                async for event in events:
+                    if isinstance(event, Typing):
+                        current = event.conversation_id
+                    await send(event_json(event))
+            except _Gone:
+                raise
+            except Exception as exc:  # the turn failed; the socket stays open for the next one
+                _, code, text = client_error(exc)
+                await send(error_json(code, text))
+            finally:
+                await events.aclose()
+    except (_Gone, WebSocketDisconnect):
+        return
+
+
+def streaming_router(chat: ChatService, *, max_frame_bytes: int, keepalive_s: float = 15.0) -> APIRouter:
     """The SSE endpoints and the WebSocket. ``max_frame_bytes`` bounds a WebSocket frame like a body."""
     router = APIRouter(tags=["streaming"])
 
@@ -254,55 +370,21 @@ def streaming_router(chat: ChatService, *, max_frame_bytes: int) -> APIRouter:
     async def stream_message(conversation_id: str, body: PostMessage, who: PrincipalDep) -> StreamingResponse:
         """Send a message and receive the reply as Server-Sent Events while it is generated."""
         return await sse_response(
-            chat.stream(who.tenant_id, who.user_id, conversation_id, body.text, body.language or "")
+            chat.stream(who.tenant_id, who.user_id, conversation_id, body.text, body.language or ""),
+            keepalive_s,
         )
 
     @router.post("/v1/messages/stream", response_class=StreamingResponse, responses=_STREAM_RESPONSES)
     async def stream_message_anywhere(body: StartMessage, who: PrincipalDep) -> StreamingResponse:
         """Like `POST /v1/messages`, answered as Server-Sent Events; no `conversation_id` starts one."""
         return await sse_response(
-            chat.stream(who.tenant_id, who.user_id, body.conversation_id, body.text, body.language or "")
+            chat.stream(who.tenant_id, who.user_id, body.conversation_id, body.text, body.language or ""),
+            keepalive_s,
         )
 
     @router.websocket("/v1/ws", dependencies=[Depends(_query_identity)])
     async def chat_socket(websocket: WebSocket, who: PrincipalDep) -> None:
         """A whole chat on one socket: each ``{"text", "conversation_id"?}`` frame gets its turn's events."""
-        await websocket.accept()
-        current: str | None = None
-
-        async def send(data: Mapping[str, Any]) -> None:
-            try:
-                await websocket.send_text(json.dumps(data, ensure_ascii=False))
-            except (WebSocketDisconnect, RuntimeError, OSError) as exc:
-                raise _Gone from exc
-
-        try:
-            while True:
-                message = await websocket.receive()
-                if message["type"] == "websocket.disconnect":
-                    return
-                raw = message.get("text")
-                frame = _parse_frame(raw if raw is not None else message.get("bytes"), max_frame_bytes)
-                if isinstance(frame, tuple):
-                    await send(error_json(*frame))
-                    continue
-                conversation_id = frame.conversation_id or current
-                events = chat.stream(
-                    who.tenant_id, who.user_id, conversation_id, frame.text, frame.language or ""
-                )
-                try:
-                    async for event in events:
-                        if isinstance(event, Typing):
-                            current = event.conversation_id
-                        await send(event_json(event))
-                except _Gone:
-                    raise
-                except Exception as exc:  # the turn failed; the socket stays open for the next one
-                    _, code, text = client_error(exc)
-                    await send(error_json(code, text))
-                finally:
-                    await events.aclose()
-        except (_Gone, WebSocketDisconnect):
-            return
+        await _serve_socket(websocket, who, chat, max_frame_bytes)
 
     return router
