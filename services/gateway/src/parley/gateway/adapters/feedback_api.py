@@ -15,7 +15,7 @@ from typing import Any, Self
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from parley.gateway.adapters.http import ErrorBody, PrincipalDep
+from parley.gateway.adapters.http import ERROR_RESPONSES, ErrorBody, PrincipalDep
 from parley.gateway.domain import check_conversation_id
 from parley.gateway.ports import Conversations
 
@@ -77,20 +77,8 @@ class FeedbackRecorded(BaseModel):
 
 
 _RESPONSES: dict[int | str, dict[str, Any]] = {
-    HTTPStatus.BAD_REQUEST: {"model": ErrorBody, "description": "invalid JSON"},
-    HTTPStatus.UNAUTHORIZED: {
-        "model": ErrorBody,
-        "description": "no, unknown or revoked API key, or an invalid/expired user token",
-    },
-    HTTPStatus.FORBIDDEN: {"model": ErrorBody, "description": "the credentials do not match each other"},
-    HTTPStatus.NOT_FOUND: {"model": ErrorBody, "description": "no such conversation (or not yours)"},
-    HTTPStatus.REQUEST_ENTITY_TOO_LARGE: {"model": ErrorBody, "description": "request body too large"},
+    **ERROR_RESPONSES,
     HTTPStatus.UNPROCESSABLE_ENTITY: {"model": ErrorBody, "description": "invalid feedback"},
-    HTTPStatus.TOO_MANY_REQUESTS: {
-        "model": ErrorBody,
-        "description": "the API key's rate limit is spent; retry after `Retry-After` seconds",
-    },
-    HTTPStatus.SERVICE_UNAVAILABLE: {"model": ErrorBody, "description": "a dependency is unavailable"},
 }
 
 

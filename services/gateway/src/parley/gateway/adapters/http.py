@@ -436,7 +436,8 @@ def _send_response(result: SendResult) -> MessageReplied | JSONResponse:
 
 
 _ROLES = {common_pb2.ROLE_USER: "user", common_pb2.ROLE_BOT: "bot"}
-_ERRORS: dict[int | str, dict[str, Any]] = {
+#: The error responses every authenticated JSON endpoint documents (other modules extend or override it).
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     HTTPStatus.BAD_REQUEST: {"model": ErrorBody, "description": "invalid JSON"},
     HTTPStatus.UNAUTHORIZED: {
         "model": ErrorBody,
@@ -560,7 +561,7 @@ def create_http_app(
         "/v1/conversations",
         status_code=HTTPStatus.CREATED,
         tags=["conversations"],
-        responses=_ERRORS,
+        responses=ERROR_RESPONSES,
     )
     async def create_conversation(who: PrincipalDep) -> ConversationCreated:
         """Start an empty conversation."""
@@ -571,7 +572,7 @@ def create_http_app(
         "/v1/conversations/{conversation_id}/messages",
         tags=["messages"],
         response_model=MessageReplied,
-        responses={**_PENDING, **_ERRORS},
+        responses={**_PENDING, **ERROR_RESPONSES},
     )
     async def post_message(
         conversation_id: str, body: PostMessage, who: PrincipalDep
@@ -581,7 +582,10 @@ def create_http_app(
         return _send_response(result)
 
     @app.post(
-        "/v1/messages", tags=["messages"], response_model=MessageReplied, responses={**_PENDING, **_ERRORS}
+        "/v1/messages",
+        tags=["messages"],
+        response_model=MessageReplied,
+        responses={**_PENDING, **ERROR_RESPONSES},
     )
     async def post_message_anywhere(body: StartMessage, who: PrincipalDep) -> MessageReplied | JSONResponse:
         """Send a message; without `conversation_id` it starts a new conversation."""
@@ -590,7 +594,7 @@ def create_http_app(
         )
         return _send_response(result)
 
-    @app.get("/v1/conversations/{conversation_id}/messages", tags=["messages"], responses=_ERRORS)
+    @app.get("/v1/conversations/{conversation_id}/messages", tags=["messages"], responses=ERROR_RESPONSES)
     async def list_messages(
         conversation_id: str,
         who: PrincipalDep,

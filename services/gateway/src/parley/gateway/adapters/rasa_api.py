@@ -26,7 +26,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from parley.core.errors import PermissionDeniedError
-from parley.gateway.adapters.http import ErrorBody, PrincipalDep
+from parley.gateway.adapters.http import ERROR_RESPONSES, ErrorBody, PrincipalDep
 from parley.gateway.domain import ChatService, Principal, principal_of
 
 CHANNEL = "rasa-rest"
@@ -61,22 +61,11 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
         "model": list[RasaBotMessage],
         "description": "accepted, no reply in time (empty list); the reply will be in the history",
     },
-    HTTPStatus.BAD_REQUEST: {"model": ErrorBody, "description": "invalid JSON"},
-    HTTPStatus.UNAUTHORIZED: {
-        "model": ErrorBody,
-        "description": "no, unknown or revoked API key, or an invalid/expired user token",
-    },
+    **ERROR_RESPONSES,
     HTTPStatus.FORBIDDEN: {
         "model": ErrorBody,
         "description": "the credentials do not match each other, or `sender` is not the token's user",
     },
-    HTTPStatus.REQUEST_ENTITY_TOO_LARGE: {"model": ErrorBody, "description": "request body too large"},
-    HTTPStatus.UNPROCESSABLE_ENTITY: {"model": ErrorBody, "description": "invalid input"},
-    HTTPStatus.TOO_MANY_REQUESTS: {
-        "model": ErrorBody,
-        "description": "the API key's rate limit is spent; retry after `Retry-After` seconds",
-    },
-    HTTPStatus.SERVICE_UNAVAILABLE: {"model": ErrorBody, "description": "a dependency is unavailable"},
 }
 
 

@@ -31,7 +31,7 @@ from parley.core.errors import ParleyError
 from parley.core.logging import get_logger
 from parley.gateway.adapters.http import (
     _SERVER_SIDE_MESSAGES,
-    ErrorBody,
+    ERROR_RESPONSES,
     PostMessage,
     PrincipalDep,
     StartMessage,
@@ -275,20 +275,7 @@ _STREAM_RESPONSES: dict[int | str, dict[str, Any]] = {
         },
         "description": "events `typing`, `chunk`..., then `reply` or `pending` (or `error`)",
     },
-    HTTPStatus.BAD_REQUEST: {"model": ErrorBody, "description": "invalid JSON"},
-    HTTPStatus.UNAUTHORIZED: {
-        "model": ErrorBody,
-        "description": "no, unknown or revoked API key, or an invalid/expired user token",
-    },
-    HTTPStatus.FORBIDDEN: {"model": ErrorBody, "description": "the credentials do not match each other"},
-    HTTPStatus.NOT_FOUND: {"model": ErrorBody, "description": "no such conversation (or not yours)"},
-    HTTPStatus.REQUEST_ENTITY_TOO_LARGE: {"model": ErrorBody, "description": "request body too large"},
-    HTTPStatus.UNPROCESSABLE_ENTITY: {"model": ErrorBody, "description": "invalid input"},
-    HTTPStatus.TOO_MANY_REQUESTS: {
-        "model": ErrorBody,
-        "description": "the API key's rate limit is spent; retry after `Retry-After` seconds",
-    },
-    HTTPStatus.SERVICE_UNAVAILABLE: {"model": ErrorBody, "description": "a dependency is unavailable"},
+    **ERROR_RESPONSES,
 }
 
 
