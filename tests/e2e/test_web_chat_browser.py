@@ -270,10 +270,11 @@ class _MemoryConversations:
         resolved: bool | None = None,
         comment: str = "",
         turn_id: str = "",
+        feedback_id: str = "",
     ):
         self._check(conversation_id, tenant_id, user_id)
         feedback = ctx.Feedback(
-            feedback_id=str(uuid.uuid4()),
+            feedback_id=feedback_id or str(uuid.uuid4()),
             conversation_id=conversation_id,
             turn_id=turn_id,
             rating=rating,

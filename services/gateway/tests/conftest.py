@@ -81,6 +81,7 @@ class FakeConversations:
         resolved: bool | None = None,
         comment: str = "",
         turn_id: str = "",
+        feedback_id: str = "",
     ) -> ctx.Feedback:
         self.calls += 1
         conversation = self.conversations.get(conversation_id)
@@ -90,7 +91,7 @@ class FakeConversations:
         ):
             raise NotFoundError(f"conversation {conversation_id} not found")
         feedback = ctx.Feedback(
-            feedback_id=str(uuid.uuid4()),
+            feedback_id=feedback_id or str(uuid.uuid4()),
             conversation_id=conversation_id,
             turn_id=turn_id,
             rating=rating,

@@ -202,6 +202,10 @@ async def test_feedback_lands_in_the_context_services_table(context_pool: asyncp
             ]
             # The context service's own bound on comments agrees with the gateway's.
             too_long = await client.post(url, json={"comment": "x" * 2001}, headers=owner)
+            # A retried request (same Idempotency-Key) stores nothing new and answers with the first.
+            keyed = {**owner, "Idempotency-Key": "thumb-turn-2"}
+            first = await client.post(url, json={"satisfaction": 5, "turn_id": "turn-2"}, headers=keyed)
+            retry = await client.post(url, json={"satisfaction": 5, "turn_id": "turn-2"}, headers=keyed)
     finally:
         await bus.stop()
 
@@ -215,11 +219,14 @@ async def test_feedback_lands_in_the_context_services_table(context_pool: asyncp
         uuid.UUID(conversation_id),
     )
     by_id = {str(r["id"]): (r["turn_id"], r["rating"], r["resolved"], r["comment"]) for r in rows}
+    assert first.status_code == retry.status_code == 201, (first.text, retry.text)
+    assert retry.json() == first.json()
     assert by_id == {
         response.json()["feedback_id"]: ("turn-1", 4, True, "thanks"),
         conversation_only.json()["feedback_id"]: ("", None, None, "overall fine"),
+        first.json()["feedback_id"]: ("turn-2", 5, None, ""),
     }
     # The user's data export includes it, as the context service promises.
     request = ctx.ExportUserDataRequest(principal=common_pb2.Principal(tenant_id=tenant, user_id="ann"))
     export = await context.servicer.ExportUserData(request, None)
-    assert sorted(f.comment for f in export.feedback) == ["overall fine", "thanks"]
+    assert sorted(f.comment for f in export.feedback) == ["", "overall fine", "thanks"]

@@ -100,13 +100,19 @@ class ContextClient:
         resolved: bool | None = None,
         comment: str = "",
         turn_id: str = "",
+        feedback_id: str = "",
     ) -> ctx.Feedback:
         """Store a user's feedback on their conversation (or one turn of it); ``rating`` 0 means none.
+        A ``feedback_id`` (UUID) makes a retry store nothing new and return the first one.
 
         Raises :class:`~parley.core.errors.NotFoundError` when the conversation is not the principal's.
         """
         feedback = ctx.Feedback(
-            conversation_id=conversation_id, turn_id=turn_id, rating=rating, comment=comment
+            feedback_id=feedback_id,
+            conversation_id=conversation_id,
+            turn_id=turn_id,
+            rating=rating,
+            comment=comment,
         )
         if resolved is not None:
             feedback.resolved = resolved

@@ -46,6 +46,7 @@ class Conversations(Protocol):
         resolved: bool | None = None,
         comment: str = "",
         turn_id: str = "",
+        feedback_id: str = "",
     ) -> ctx.Feedback:
         """Store the principal's feedback on their conversation (``rating`` 0 = not given).
 

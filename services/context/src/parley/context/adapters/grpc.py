@@ -260,7 +260,8 @@ class ContextServicer(context_pb2_grpc.ContextServiceServicer):
             owner.tenant_id,
             owner.user_id,
             Feedback(
-                feedback_id="",
+                # a client-chosen id makes a retry idempotent (the store answers with the first one)
+                feedback_id=str(parse_uuid(f.feedback_id, "feedback.feedback_id")) if f.feedback_id else "",
                 conversation_id=cid,
                 turn_id=f.turn_id,
                 rating=f.rating or None,

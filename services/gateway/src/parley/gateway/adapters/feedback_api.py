@@ -8,16 +8,20 @@ tenant's or user's conversation is ``404``, exactly like one that does not exist
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime
 from http import HTTPStatus
-from typing import Any, Self
+from typing import Annotated, Any, Self
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Header
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from parley.gateway.adapters.http import ERROR_RESPONSES, ErrorBody, PrincipalDep
 from parley.gateway.domain import check_conversation_id
 from parley.gateway.ports import Conversations
+
+#: Feedback ids derived from idempotency keys live in their own UUID namespace.
+_IDEMPOTENCY_NAMESPACE = uuid.UUID("5b0c8a52-2f4e-4f43-9d1c-7c3f5e2b9a61")
 
 #: The context service stores at most this many characters of comment.
 MAX_COMMENT_CHARS = 2000
@@ -92,16 +96,37 @@ def feedback_router(conversations: Conversations) -> APIRouter:
         response_model=FeedbackRecorded,
         responses=_RESPONSES,
     )
-    async def record_feedback(conversation_id: str, body: FeedbackIn, who: PrincipalDep) -> FeedbackRecorded:
-        """Rate a reply (with `turn_id`) or the whole conversation; each call stores one feedback."""
+    async def record_feedback(
+        conversation_id: str,
+        body: FeedbackIn,
+        who: PrincipalDep,
+        idempotency_key: Annotated[
+            str | None,
+            Header(
+                alias="Idempotency-Key",
+                min_length=1,
+                max_length=128,
+                description="any unique string per feedback: a retried request with the same key stores "
+                "nothing new and answers with the first one",
+            ),
+        ] = None,
+    ) -> FeedbackRecorded:
+        """Rate a reply (with `turn_id`) or the whole conversation; each call stores one feedback (one per
+        `Idempotency-Key`)."""
+        cid = check_conversation_id(conversation_id)
+        feedback_id = ""
+        if idempotency_key is not None:
+            scope = f"{who.tenant_id}\x1f{who.user_id}\x1f{cid}\x1f{idempotency_key}"
+            feedback_id = str(uuid.uuid5(_IDEMPOTENCY_NAMESPACE, scope))
         stored = await conversations.record_feedback(
-            check_conversation_id(conversation_id),
+            cid,
             who.tenant_id,
             who.user_id,
             rating=body.satisfaction or 0,
             resolved=body.resolved,
             comment=body.comment or "",
             turn_id=body.turn_id or "",
+            feedback_id=feedback_id,
         )
         return FeedbackRecorded(
             feedback_id=stored.feedback_id,
