@@ -118,3 +118,33 @@ async def test_the_keys_command_needs_a_database(monkeypatch: pytest.MonkeyPatch
     monkeypatch.delenv("PARLEY_DATABASE_URL", raising=False)
     with pytest.raises(ConfigurationError, match="PARLEY_DATABASE_URL"):
         await keys_command("list")
+
+
+@pytest.mark.integration
+def test_the_keys_command_runs_without_the_cli_inside_a_gateway_install(postgres_dsn: str) -> None:
+    """``python -m parley.gateway.keys_admin``: what an operator runs in a gateway container."""
+    import os  # noqa: PLC0415
+    import subprocess  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+
+    env = {**os.environ, "PARLEY_DATABASE_URL": postgres_dsn}
+    tenant = f"t-{uuid.uuid4().hex[:10]}"
+
+    def keys(*args: str, **extra_env: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "parley.gateway.keys_admin", *args],
+            env={**env, **extra_env},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+    created = keys("create", "--tenant", tenant)
+    assert created.returncode == 0, created.stderr
+    (key,) = created.stdout.split()
+    assert key.startswith("pk_")
+    listed = keys("list", "--tenant", tenant)
+    assert listed.returncode == 0 and tenant in listed.stdout and key not in listed.stdout
+    missing = keys("list", PARLEY_DATABASE_URL="")
+    assert missing.returncode == 2 and "PARLEY_DATABASE_URL" in missing.stderr

@@ -168,21 +168,9 @@ def _cmd_chat(args: argparse.Namespace) -> int:
 
 
 def _cmd_keys(args: argparse.Namespace) -> int:
-    from parley.core.logging import configure_logging  # noqa: PLC0415
-    from parley.gateway.keys_admin import keys_command  # noqa: PLC0415
+    from parley.gateway.keys_admin import run  # noqa: PLC0415
 
-    configure_logging(service="parley")  # logs on stderr: stdout of `keys create` is only the key
-
-    return asyncio.run(
-        keys_command(
-            args.action,
-            database_url=args.database_url,
-            tenant=getattr(args, "tenant", None),
-            name=getattr(args, "name", "") or "",
-            key=getattr(args, "key", None),
-            include_revoked=getattr(args, "all", False),
-        )
-    )
+    return run(args)
 
 
 def _add_chat_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -206,18 +194,10 @@ def _add_keys_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[t
         description="API keys of the gateway, kept (hashed) in PostgreSQL: PARLEY_DATABASE_URL or "
         "--database-url. See docs/gateway.md, Authentication.",
     )
-    keys.add_argument("--database-url", default=None, help="PostgreSQL URL (default: PARLEY_DATABASE_URL)")
-    keys_sub = keys.add_subparsers(dest="action", required=True)
-    create = keys_sub.add_parser("create", help="a new key for a tenant; prints the key once")
-    create.add_argument("--tenant", required=True, help="tenant id the key acts for")
-    create.add_argument("--name", default="", help="what the key is for, e.g. 'web shop'")
-    listing = keys_sub.add_parser("list", help="keys (never the secrets), with last use")
-    listing.add_argument("--tenant", default=None, help="only this tenant's keys")
-    listing.add_argument("--all", action="store_true", help="include revoked keys")
-    revoke = keys_sub.add_parser("revoke", help="revoke a key (its id, pk_<id> or the whole key)")
-    revoke.add_argument("key", help="key id as shown by `parley keys list`")
-    for parser in (keys, create, listing, revoke):
-        parser.set_defaults(func=_cmd_keys)
+    from parley.gateway.keys_admin import add_arguments  # noqa: PLC0415
+
+    add_arguments(keys)
+    keys.set_defaults(func=_cmd_keys)
 
 
 def _cmd_stack(args: argparse.Namespace) -> int:

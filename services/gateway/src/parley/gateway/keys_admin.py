@@ -1,11 +1,16 @@
 """``parley keys create|list|revoke``: manage tenants' API keys in the gateway's PostgreSQL table.
 
+The same commands run without the ``parley`` CLI, e.g. inside a gateway container:
+``python -m parley.gateway.keys_admin create --tenant acme``.
+
 The plaintext key is printed once, at creation, and never stored; lost keys are revoked and replaced.
 Running gateways notice a revocation within ``PARLEY_GATEWAY_API_KEY_CACHE_TTL_S`` (their key cache).
 """
 
 from __future__ import annotations
 
+import argparse
+import asyncio
 import sys
 from datetime import datetime
 from typing import TextIO
@@ -103,3 +108,51 @@ async def keys_command(
         raise InvalidInputError(f"unknown action {action!r} (create, list, revoke)")
     finally:
         await pool.close()
+
+
+def add_arguments(keys: argparse.ArgumentParser) -> None:
+    """The options and sub-commands of ``keys`` (shared by ``parley keys`` and ``python -m``)."""
+    keys.add_argument("--database-url", default=None, help="PostgreSQL URL (default: PARLEY_DATABASE_URL)")
+    keys_sub = keys.add_subparsers(dest="action", required=True)
+    create = keys_sub.add_parser("create", help="a new key for a tenant; prints the key once")
+    create.add_argument("--tenant", required=True, help="tenant id the key acts for")
+    create.add_argument("--name", default="", help="what the key is for, e.g. 'web shop'")
+    listing = keys_sub.add_parser("list", help="keys (never the secrets), with last use")
+    listing.add_argument("--tenant", default=None, help="only this tenant's keys")
+    listing.add_argument("--all", action="store_true", help="include revoked keys")
+    revoke = keys_sub.add_parser("revoke", help="revoke a key (its id, pk_<id> or the whole key)")
+    revoke.add_argument("key", help="key id as shown by `parley keys list`")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the parsed command; logs go to stderr, so stdout of ``create`` is only the key."""
+    from parley.core.logging import configure_logging  # noqa: PLC0415
+
+    configure_logging(service="parley")
+    return asyncio.run(
+        keys_command(
+            args.action,
+            database_url=args.database_url,
+            tenant=getattr(args, "tenant", None),
+            name=getattr(args, "name", "") or "",
+            key=getattr(args, "key", None),
+            include_revoked=getattr(args, "all", False),
+        )
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m parley.gateway.keys_admin",
+        description="API keys of the gateway, kept (hashed) in PostgreSQL (PARLEY_DATABASE_URL).",
+    )
+    add_arguments(parser)
+    try:
+        return run(parser.parse_args(argv))
+    except (ConfigurationError, InvalidInputError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
