@@ -17,7 +17,6 @@ from parley.core.grpc import GrpcServer
 from parley.dialog.v1 import dialog_pb2
 from parley.generator.adapters.llm_factory import LlmSettings, ProviderConfig
 from parley.generator.app import build_generator
-from parley.generator.domain.llm import ChatRequest, Completion
 from parley.generator.domain.llm_reply import LlmResponder
 from parley.generator.domain.prompt import PromptBuilder, PromptConfig
 from parley.generator.domain.providers import DEFAULT_REPLY, ProviderChain, RetryPolicy
@@ -25,6 +24,7 @@ from parley.generator.domain.replies import ReplyService
 from parley.generator.domain.safety import InputRails, OutputValidator
 from parley.generator.domain.templates import BUILTIN_FALLBACK, TemplateRenderer
 from parley.generator.settings import GeneratorSettings
+from parley.generator.testing import CannedProvider as Canned
 from parley.generator.v1 import generator_pb2, generator_pb2_grpc
 
 CANCELLED = dialog_pb2.Action(name="utter_order_was_cancelled", params=to_struct({"order_id": "12345"}))
@@ -180,24 +180,6 @@ async def test_enabled_llm_is_offered_the_projects_tools(scripted_server, projec
 
 
 # ---- hybrid mode with a scripted provider -----------------------------------------------------------------
-
-
-class Canned:
-    """Answers every request with the same text."""
-
-    name = "canned"
-
-    def __init__(self, text: str) -> None:
-        self.text = text
-        self.requests: list[ChatRequest] = []
-
-    async def complete(self, request: ChatRequest) -> Completion:
-        self.requests.append(request)
-        return Completion(text=self.text, provider=self.name)
-
-    async def stream(self, request: ChatRequest):
-        self.requests.append(request)
-        yield self.text
 
 
 def replies(project, llm: Canned, *, hybrid: bool) -> ReplyService:

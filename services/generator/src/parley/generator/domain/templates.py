@@ -285,18 +285,18 @@ class TemplateRenderer:
             return None
         who = audience or Audience()
         wanted = _primary(who.language) or self._default_language
-        in_language = [t for t in fitting if _primary(t.language or self._default_language) == wanted]
-        if not in_language and wanted != self._default_language:
-            in_language = [
-                t for t in fitting if _primary(t.language or self._default_language) == self._default_language
-            ]
-        candidates = in_language or fitting
+        languages = [_primary(t.language) or self._default_language for t in fitting]
+        candidates = (
+            [t for t, lang in zip(fitting, languages, strict=True) if lang == wanted]
+            or [t for t, lang in zip(fitting, languages, strict=True) if lang == self._default_language]
+            or fitting
+        )
         if who.style:
             candidates = _narrow(candidates, lambda t: t.style == who.style)
             candidates = _narrow(candidates, lambda t: t.style in (who.style, None))
         if who.brief:
-            shortest = min(len(t.render(values)) for t in candidates)
-            candidates = [t for t in candidates if len(t.render(values)) == shortest]
+            lengths = [len(t.render(values)) for t in candidates]
+            candidates = [t for t, n in zip(candidates, lengths, strict=True) if n == min(lengths)]
         if len(candidates) == 1:
             return candidates[0]
         selection: Selection = self._responses.selection_of(name)
